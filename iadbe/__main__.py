@@ -1,0 +1,3 @@
+from iadbe.cli import main
+
+raise SystemExit(main())

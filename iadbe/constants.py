@@ -1,0 +1,54 @@
+"""Environment-driven settings, read in one place so tests can change them.
+
+Code reads ``constants.X`` (module attributes), never ``os.environ`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+
+#: Root for everything IADBE writes by default (model store, demo data, app outputs).
+IADBE_HOME = _env_path("IADBE_HOME", Path.home() / ".cache" / "iadbe")
+#: Local model store: one sub-directory per trained model.
+MODEL_STORE = _env_path("IADBE_MODEL_STORE", IADBE_HOME / "models")
+#: Manifest of pretrained models offered by the app.
+MANIFEST_PATH = _env_path("IADBE_MANIFEST", PROJECT_DIR / "models_manifest.yaml")
+#: Number of loaded models kept in memory.
+MODEL_CACHE_SIZE = _env_int("IADBE_MODEL_CACHE_SIZE", 4)
+#: Threads for CPU inference (0 = library default).
+CPU_THREADS = _env_int("IADBE_CPU_THREADS", 0)
+#: Shared data folder of this project (real MVTec images); absent on most machines.
+SHARED_DATA = _env_path("IADBE_SHARED_DATA", PROJECT_DIR.parent / "shared" / "data")
+
+#: Decompression-bomb guard: images above this many pixels are refused.
+MAX_IMAGE_PIXELS = _env_int("IADBE_MAX_IMAGE_PIXELS", 80_000_000)
+#: Upload/zip limits.
+MAX_ZIP_BYTES = _env_int("IADBE_MAX_ZIP_BYTES", 2 * 1024**3)
+MAX_ZIP_FILES = _env_int("IADBE_MAX_ZIP_FILES", 20_000)
+MAX_ZIP_RATIO = _env_int("IADBE_MAX_ZIP_RATIO", 200)
+
+HF_HUB_OFFLINE = _env_bool("HF_HUB_OFFLINE")
