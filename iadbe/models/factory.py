@@ -1,0 +1,206 @@
+"""Build anomalib detectors from the registry: ``create_detector("padim", backbone=...)``."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+from iadbe.errors import SettingsError
+from iadbe.models.registry import DetectorSpec, get_spec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 64, 1024
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What is needed to rebuild a detector and feed it: stored in ``iadbe.json``."""
+
+    model: str
+    init_args: dict[str, Any]
+    backbone: str | None
+    image_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    segmentation: bool = True
+    max_epochs: int = 1
+    train_batch_size: int = 16
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["image_size"] = list(self.image_size)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DetectorConfig":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["image_size"] = tuple(known["image_size"])
+        known["mean"], known["std"] = tuple(known["mean"]), tuple(known["std"])
+        return cls(**known)
+
+
+def validate_image_size(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """Return (H, W); refuse sizes a CNN detector cannot use or that would exhaust memory."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(s, int) for s in size):
+        raise SettingsError(f"image size must be an int or (height, width), got {image_size!r}")
+    if not all(MIN_IMAGE_SIZE <= s <= MAX_IMAGE_SIZE for s in size):
+        raise SettingsError(f"image size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} px, got {size}")
+    if any(s % 32 for s in size):
+        raise SettingsError(f"image size must be a multiple of 32 (backbone strides), got {size}")
+    return size  # type: ignore[return-value]
+
+
+def resolve_config(
+    name: str,
+    backbone: str | None = None,
+    image_size: int | tuple[int, int] = 256,
+    max_epochs: int | None = None,
+    **overrides: Any,
+) -> DetectorConfig:
+    """Combine the study's defaults, the chosen backbone and user overrides into a config."""
+    spec = get_spec(name)
+    size = validate_image_size(image_size)
+    backbone = _choose_backbone(spec, backbone)
+    init_args: dict[str, Any] = dict(spec.defaults)
+    if backbone is not None and spec.has_backbone:
+        init_args["backbone"] = backbone
+    if spec.layers and spec.layers_arg and backbone is not None:
+        from iadbe.models.layers import map_layers
+
+        layers = map_layers(backbone, spec.layers)
+        init_args[spec.layers_arg] = layers[0] if spec.layers_arg == "layer" else layers
+    if spec.derive_args is not None:
+        init_args.update(spec.derive_args(backbone, size))
+    if spec.name == "padim" and "n_features" not in init_args and backbone is not None:
+        init_args["n_features"] = _padim_n_features(backbone, init_args["layers"], size)
+    init_args.update(overrides)
+    init_args.pop("pre_trained", None)
+    epochs = spec.max_epochs if max_epochs is None else max_epochs
+    if not 1 <= epochs <= 10_000:
+        raise SettingsError(f"max epochs must be between 1 and 10000, got {epochs}")
+    mean, std = _normalization(spec, backbone, size)
+    return DetectorConfig(
+        model=spec.name, init_args=init_args, backbone=backbone, image_size=size, mean=mean, std=std,
+        segmentation=spec.segmentation, max_epochs=epochs, train_batch_size=spec.train_batch_size,
+    )
+
+
+def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
+    """Instantiate the anomalib module of ``config``.
+
+    With ``pre_trained=False`` no backbone weights are loaded or downloaded (also for anomalib
+    models that hard-code ``pre_trained=True``, such as STFPM's teacher): use it to rebuild a
+    stored model whose weights come from ``weights.safetensors``.
+    """
+    import anomalib.models
+    from anomalib.pre_processing import PreProcessor
+    from torchvision.transforms.v2 import Compose, Normalize, Resize
+
+    spec = get_spec(config.model)
+    cls = getattr(anomalib.models, spec.anomalib_class)
+    transforms: list[Any] = [Resize(config.image_size, antialias=True)]
+    if config.mean != (0.0, 0.0, 0.0) or config.std != (1.0, 1.0, 1.0):
+        transforms.append(Normalize(mean=list(config.mean), std=list(config.std)))
+    kwargs = dict(config.init_args)
+    if "pre_trained" in _init_parameters(cls):
+        kwargs["pre_trained"] = pre_trained
+    kwargs = _prepare_special_args(spec, kwargs)
+    context = contextlib.nullcontext() if pre_trained else no_pretrained_weights()
+    with context:
+        return cls(
+            pre_processor=PreProcessor(transform=Compose(transforms)),
+            post_processor=False, evaluator=False, visualizer=False, **kwargs,
+        )
+
+
+@contextlib.contextmanager
+def no_pretrained_weights() -> Iterator[None]:
+    """Make ``timm.create_model`` build every backbone without pretrained weights, for this block.
+
+    anomalib constructs some teachers with ``pretrained=True`` hard-coded; when we rebuild a stored
+    model the weights come from our own file, so a download (or cache lookup) would only be slower
+    and fail offline.
+    """
+    import timm
+
+    original = timm.create_model
+
+    def create_model(*args: Any, **kwargs: Any) -> Any:
+        kwargs["pretrained"] = False
+        return original(*args, **kwargs)
+
+    timm.create_model = create_model
+    try:
+        yield
+    finally:
+        timm.create_model = original
+
+
+def _choose_backbone(spec: DetectorSpec, backbone: str | None) -> str | None:
+    if not spec.has_backbone:
+        if backbone:
+            raise SettingsError(f"{spec.display_name} has no backbone; do not pass --backbone")
+        return None
+    backbone = backbone or spec.default_backbone or spec.study_backbone
+    if spec.allowed_backbones is not None and backbone not in spec.allowed_backbones:
+        allowed = ", ".join(spec.allowed_backbones)
+        raise SettingsError(
+            f"anomalib 2.7's {spec.display_name} accepts only these backbones: {allowed} (got {backbone})"
+        )
+    return backbone
+
+
+def _normalization(spec: DetectorSpec, backbone: str | None, size: tuple[int, int]) -> tuple[tuple, tuple]:
+    """The backbone's own input statistics where the model normalises at all (anomalib's default)."""
+    import anomalib.models
+    from torchvision.transforms.v2 import Normalize
+
+    if not spec.anomalib_class:
+        return IMAGENET_MEAN, IMAGENET_STD
+    cls = getattr(anomalib.models, spec.anomalib_class)
+    pre = cls.configure_pre_processor(image_size=size)
+    steps = getattr(pre.transform, "transforms", [pre.transform])
+    if not any(isinstance(step, Normalize) for step in steps):
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if backbone is not None:
+        import timm
+
+        with contextlib.suppress(RuntimeError, KeyError, AttributeError):
+            cfg = timm.get_pretrained_cfg(backbone)
+            if cfg is not None and cfg.mean and cfg.std:
+                return tuple(cfg.mean), tuple(cfg.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _padim_n_features(backbone: str, layers: list[str], size: tuple[int, int]) -> int:
+    """The paper keeps 100 of 448 resnet18 dims; keep the same share, capped to stay invertible."""
+    from iadbe.models.layers import feature_info
+
+    channels = {name: chs for name, chs, _ in feature_info(backbone)}
+    total = sum(channels[layer] for layer in layers)
+    return max(1, min(total, 100))
+
+
+def _init_parameters(cls: type) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+def _prepare_special_args(spec: DetectorSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if spec.name == "draem":
+        from iadbe import constants
+
+        dtd = kwargs.get("dtd_dir") or str(constants.IADBE_HOME / "empty_texture_dir")
+        import pathlib
+
+        pathlib.Path(dtd).mkdir(parents=True, exist_ok=True)
+        kwargs["dtd_dir"] = dtd
+    if "beta" in kwargs and isinstance(kwargs["beta"], list):
+        kwargs["beta"] = tuple(kwargs["beta"])
+    return kwargs

@@ -1,0 +1,251 @@
+"""The detectors of the IADBE study, with the study's hyperparameters as defaults.
+
+A registry keyed by name (like timm's ``register_model``) with one small factory,
+:func:`create_detector`. Each :class:`DetectorSpec` says which backbone layers the
+study used (as ResNet stage names); for any other timm CNN the same stages are
+found by stride from the backbone's ``feature_info`` (see :mod:`iadbe.models.layers`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+STUDY = "IADBE study (anomalib 1.x)"
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Everything IADBE knows about one detector."""
+
+    name: str
+    display_name: str
+    anomalib_class: str  # attribute of ``anomalib.models``
+    family: str  # topic in the study's taxonomy
+    in_study: bool = True
+    #: Default backbone of the study (None: the model has no backbone argument).
+    study_backbone: str | None = None
+    #: Backbone used here by default when the study's one has no weights on this machine.
+    default_backbone: str | None = "tf_efficientnet_lite0"
+    #: Study layers as ResNet stage names ("layer1".. "layer4"); mapped by stride for other CNNs.
+    layers: tuple[str, ...] = ()
+    #: Name of the init argument that takes the layers ("layers" or "layer" for a single one).
+    layers_arg: str | None = "layers"
+    #: Other study hyperparameters (init arguments).
+    defaults: dict[str, Any] = field(default_factory=dict)
+    max_epochs: int = 1
+    train_batch_size: int = 16
+    #: True: the model yields an anomaly map (segmentation); False: image score only.
+    segmentation: bool = True
+    #: ImageNet normalisation inside the graph (False for models trained on raw [0, 1] input).
+    normalize: bool = True
+    #: Backbones this model's anomalib implementation accepts (None: any timm CNN).
+    allowed_backbones: tuple[str, ...] | None = None
+    #: Weights or files the model needs beyond the backbone, as (kind, name) pairs checked by
+    #: :mod:`iadbe.models.availability`.
+    extra_requirements: tuple[tuple[str, str], ...] = ()
+    #: Why it can never run here (e.g. removed from anomalib); None when it can in principle.
+    fixed_reason: str | None = None
+    #: Extra init arguments computed from the chosen backbone/image size.
+    derive_args: Callable[[str | None, tuple[int, int]], dict[str, Any]] | None = None
+    notes: str = ""
+
+    @property
+    def has_backbone(self) -> bool:
+        return self.layers_arg is not None or self.study_backbone is not None
+
+
+_REGISTRY: dict[str, DetectorSpec] = {}
+
+
+def register(spec: DetectorSpec) -> DetectorSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"detector {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> DetectorSpec:
+    """Return the spec of ``name`` (case and '-'/'_' insensitive)."""
+    key = normalize_name(name)
+    if key not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        from iadbe.errors import SettingsError
+
+        raise SettingsError(f"unknown model {name!r}; known models: {known}")
+    return _REGISTRY[key]
+
+
+def all_specs() -> list[DetectorSpec]:
+    return list(_REGISTRY.values())
+
+
+def normalize_name(name: str) -> str:
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    return _ALIASES.get(key, key)
+
+
+_ALIASES = {
+    "rd": "reverse_distillation",
+    "reversedistillation": "reverse_distillation",
+    "cs_flow": "csflow",
+    "u_flow": "uflow",
+    "fast_flow": "fastflow",
+    "efficientad": "efficient_ad",
+    "efficient_ad": "efficient_ad",
+    "super_simple_net": "supersimplenet",
+    "stpfm": "stfpm",
+}
+
+
+def _fre_args(backbone: str | None, image_size: tuple[int, int]) -> dict[str, Any]:
+    """FRE's ``input_dim`` must equal the flattened, pooled feature size of its layer."""
+    from iadbe.models.layers import feature_shape
+
+    spec = _REGISTRY["fre"]
+    layer = spec.defaults.get("layer") or "layer3"
+    channels, height, width = feature_shape(backbone or "resnet50", layer, image_size)
+    pool = spec.defaults.get("pooling_kernel_size", 2)
+    return {"input_dim": channels * (height // pool) * (width // pool)}
+
+
+def _padim_args(backbone: str | None, image_size: tuple[int, int]) -> dict[str, Any]:
+    """PaDiM needs ``n_features`` for backbones other than resnet18 / wide_resnet50_2."""
+    if backbone in {"resnet18", "resnet18.tv_in1k"}:
+        return {"n_features": 100}
+    if backbone in {"wide_resnet50_2", "wide_resnet50_2.tv_in1k"}:
+        return {"n_features": 550}
+    return {}
+
+
+register(DetectorSpec(
+    name="padim", display_name="PaDiM", anomalib_class="Padim", family="Memory Bank",
+    study_backbone="resnet18", layers=("layer1", "layer2", "layer3"),
+    defaults={}, max_epochs=1, train_batch_size=32, derive_args=_padim_args,
+    notes="n_features: 100 for resnet18 (study), else chosen for the backbone",
+))
+register(DetectorSpec(
+    name="patchcore", display_name="PatchCore", anomalib_class="Patchcore", family="Memory Bank",
+    study_backbone="wide_resnet50_2", layers=("layer2", "layer3"),
+    defaults={"coreset_sampling_ratio": 0.1, "num_neighbors": 9}, max_epochs=1, train_batch_size=32,
+))
+register(DetectorSpec(
+    name="cflow", display_name="CFLOW", anomalib_class="Cflow", family="Distribution Map",
+    study_backbone="wide_resnet50_2", layers=("layer2", "layer3", "layer4"),
+    defaults={"fiber_batch_size": 64, "coupling_blocks": 8, "clamp_alpha": 1.9, "lr": 0.0001},
+    max_epochs=50, train_batch_size=16,
+))
+register(DetectorSpec(
+    name="dfkde", display_name="DFKDE", anomalib_class="Dfkde", family="Distribution Map",
+    study_backbone="resnet18", layers=("layer4",),
+    defaults={"n_pca_components": 16, "max_training_points": 40000}, max_epochs=1, train_batch_size=32,
+    segmentation=False,
+))
+register(DetectorSpec(
+    name="dfm", display_name="DFM", anomalib_class="Dfm", family="Distribution Map",
+    study_backbone="resnet50", layers=("layer3",), layers_arg="layer",
+    defaults={"pooling_kernel_size": 4, "pca_level": 0.97, "score_type": "fre"}, max_epochs=1,
+    train_batch_size=32,
+))
+register(DetectorSpec(
+    name="fre", display_name="FRE", anomalib_class="Fre", family="Reconstruction-based",
+    study_backbone="resnet50", layers=("layer3",), layers_arg="layer",
+    defaults={"pooling_kernel_size": 2, "latent_dim": 220}, max_epochs=220, train_batch_size=32,
+    derive_args=_fre_args,
+))
+register(DetectorSpec(
+    name="stfpm", display_name="STFPM", anomalib_class="Stfpm", family="Teacher Student",
+    study_backbone="resnet18", layers=("layer1", "layer2", "layer3"),
+    defaults={}, max_epochs=100, train_batch_size=32,
+))
+register(DetectorSpec(
+    name="ganomaly", display_name="GANomaly", anomalib_class="Ganomaly", family="Reconstruction-based",
+    study_backbone=None, default_backbone=None, layers_arg=None,
+    defaults={"n_features": 64, "latent_vec_size": 100, "extra_layers": 0, "add_final_conv_layer": True,
+              "wadv": 1, "wcon": 50, "wenc": 1, "lr": 0.0002, "beta1": 0.5, "beta2": 0.999},
+    max_epochs=100, train_batch_size=32, segmentation=False, normalize=False,
+))
+register(DetectorSpec(
+    name="draem", display_name="DRAEM", anomalib_class="Draem", family="Reconstruction-based",
+    study_backbone=None, default_backbone=None, layers_arg=None,
+    defaults={"enable_sspcab": False, "sspcab_lambda": 0.1, "beta": (0.1, 1.0)},
+    max_epochs=700, train_batch_size=8, normalize=False,
+    notes="without a texture folder (DTD) the anomalies are Perlin noise only; pass dtd_dir to use textures",
+))
+register(DetectorSpec(
+    name="supersimplenet", display_name="SuperSimpleNet", anomalib_class="Supersimplenet",
+    family="Discriminative", in_study=False, study_backbone="wide_resnet50_2.tv_in1k",
+    layers=("layer2", "layer3"), defaults={"perlin_threshold": 0.2, "supervised": False},
+    max_epochs=300, train_batch_size=32,
+))
+register(DetectorSpec(
+    name="cfa", display_name="CFA", anomalib_class="Cfa", family="Memory Bank",
+    study_backbone="wide_resnet50_2", layers_arg=None,
+    allowed_backbones=("vgg19_bn", "resnet18", "wide_resnet50_2"),
+    extra_requirements=(("torchvision", "{backbone}"),),
+    defaults={"gamma_c": 1, "gamma_d": 1, "num_nearest_neighbors": 3, "num_hard_negative_features": 3,
+              "radius": 1e-5},
+    max_epochs=30, train_batch_size=32,
+    notes="anomalib 2.7 builds its backbone from torchvision with DEFAULT weights",
+))
+register(DetectorSpec(
+    name="csflow", display_name="CS-Flow", anomalib_class="Csflow", family="Distribution Map",
+    study_backbone="efficientnet_b5", default_backbone=None, layers_arg=None,
+    allowed_backbones=("efficientnet_b5",), extra_requirements=(("torchvision", "efficientnet_b5"),),
+    defaults={"cross_conv_hidden_channels": 1024, "n_coupling_blocks": 4, "clamp": 3, "num_channels": 3},
+    max_epochs=240, train_batch_size=16,
+    notes="anomalib 2.7 hard-codes torchvision's pretrained EfficientNet-B5",
+))
+register(DetectorSpec(
+    name="fastflow", display_name="FastFlow", anomalib_class="Fastflow", family="Distribution Map",
+    study_backbone="resnet18", layers_arg=None,
+    allowed_backbones=("cait_m48_448", "deit_base_distilled_patch16_384", "resnet18", "wide_resnet50_2"),
+    defaults={"flow_steps": 8, "conv3x3_only": False, "hidden_ratio": 1.0}, max_epochs=500,
+    train_batch_size=32,
+))
+register(DetectorSpec(
+    name="reverse_distillation", display_name="Reverse Distillation", anomalib_class="ReverseDistillation",
+    family="Teacher Student", study_backbone="wide_resnet50_2", layers=("layer1", "layer2", "layer3"),
+    allowed_backbones=("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "resnet101", "wide_resnet101_2",
+                       "resnet152"),
+    defaults={"anomaly_map_mode": "add"}, max_epochs=200, train_batch_size=32,
+    notes="anomalib 2.7's decoder is a table of ResNet names",
+))
+register(DetectorSpec(
+    name="uflow", display_name="U-Flow", anomalib_class="Uflow", family="One Class Classification",
+    study_backbone="mcait", layers_arg=None, allowed_backbones=("mcait", "resnet18", "wide_resnet50_2"),
+    extra_requirements=(("timm", "cait_m48_448"), ("timm", "cait_s24_224")),
+    defaults={"flow_steps": 4, "affine_clamp": 2.0, "affine_subnet_channels_ratio": 1.0, "permute_soft": False},
+    max_epochs=200, train_batch_size=16,
+))
+register(DetectorSpec(
+    name="dsr", display_name="DSR", anomalib_class="Dsr", family="Reconstruction-based",
+    study_backbone=None, default_backbone=None, layers_arg=None,
+    extra_requirements=(("file", "dsr_vq_model"),),
+    defaults={"latent_anomaly_strength": 0.2, "upsampling_train_ratio": 0.7}, max_epochs=700,
+    train_batch_size=8, normalize=False,
+    notes="anomalib 2.7 downloads the pretrained VQ model vq_model_pretrained_128_4096.pckl at start",
+))
+register(DetectorSpec(
+    name="efficient_ad", display_name="EfficientAD", anomalib_class="EfficientAd", family="Teacher Student",
+    in_study=False, study_backbone=None, default_backbone=None, layers_arg=None,
+    extra_requirements=(("file", "efficientad_teacher"), ("file", "imagenette")),
+    defaults={"teacher_out_channels": 384, "model_size": "small"}, max_epochs=200, train_batch_size=1,
+    normalize=False,
+    notes="anomalib 2.7 downloads the pretrained teacher and Imagenette (~1.5 GB) at training start",
+))
+register(DetectorSpec(
+    name="dinomaly", display_name="Dinomaly", anomalib_class="Dinomaly", family="Reconstruction-based",
+    in_study=False, study_backbone=None, default_backbone=None, layers_arg=None,
+    extra_requirements=(("timm", "vit_base_patch14_reg4_dinov2.lvd142m"),),
+    defaults={}, max_epochs=15, train_batch_size=8,
+    notes="needs pretrained DINOv2 ViT weights",
+))
+register(DetectorSpec(
+    name="rkde", display_name="RKDE", anomalib_class="", family="Distribution Map",
+    study_backbone=None, default_backbone=None, layers_arg=None, segmentation=False,
+    fixed_reason=(
+        "RKDE was removed in anomalib 2.x, and its region extractor is a Faster R-CNN trained on COCO "
+        "whose weights must be downloaded; no detector without downloaded weights is available here"
+    ),
+))

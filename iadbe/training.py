@@ -1,0 +1,335 @@
+"""Train a detector, calibrate it on validation data, evaluate it on the whole test set, store it.
+
+``train(...)`` is the one entry point used by the CLI, the app, the benchmark and the model zoo.
+Validation (thresholds, score ranges) never sees a test image; every test image is scored
+(anomalib's ``Folder`` would move half of them to validation by default).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from iadbe import constants
+from iadbe.errors import SettingsError
+
+logger = logging.getLogger(__name__)
+
+#: progress(fraction in [0, 1], message)
+ProgressFn = Callable[[float, str], None]
+
+# share of the progress bar per stage
+_FIT, _CALIBRATE, _TEST, _EXPORT = 0.70, 0.08, 0.17, 0.05
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    model_dir: Path
+    metrics: dict[str, float]
+    meta: dict[str, Any]
+    dataset_report: str
+    training_time_s: float
+    test_outputs: "Outputs | None" = field(default=None, repr=False)
+
+    def metrics_table(self) -> str:
+        return format_metrics(self.metrics)
+
+
+@dataclass
+class Outputs:
+    """Raw model outputs over a list of samples, at the model's image size."""
+
+    scores: np.ndarray  # (N,)
+    maps: np.ndarray  # (N, H, W)
+    labels: np.ndarray  # (N,)
+    masks: np.ndarray | None  # (N, H, W) bool, None when the split has no masks
+    paths: list[str]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    del fraction, message
+
+
+def train(
+    model: str,
+    dataset: str,
+    root: str | Path,
+    *,
+    category: str | None = None,
+    backbone: str | None = None,
+    image_size: int | tuple[int, int] = 256,
+    max_epochs: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    max_train_images: int | None = None,
+    batch_size: int | None = None,
+    export: bool = True,
+    progress: ProgressFn | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` on a local dataset and write a model directory.
+
+    Args:
+        model: registry name (``padim``, ``patchcore``, ...; see ``iadbe models --all``).
+        dataset: ``mvtec|mvtec3d|btech|kolektor|visa|folder``.
+        root: dataset root folder (or a .zip for ``folder``).
+        out: model directory to write (default: a new folder in the local model store).
+        max_train_images: use a seeded subset of the normal training images (quick runs, tests).
+        progress: called with (fraction, message) as work advances.
+    Returns:
+        The :class:`TrainResult`; the model directory holds iadbe.json, weights.safetensors and
+        openvino/model.{xml,bin}.
+    """
+    from iadbe import backbones, store
+    from iadbe.data import load_dataset
+    from iadbe.models import check_availability, create_detector, get_spec, resolve_config
+
+    progress = progress or _no_progress
+    spec = get_spec(model)
+    config = resolve_config(spec.name, backbone, image_size, max_epochs, **(overrides or {}))
+    availability = check_availability(spec, config.backbone)
+    if not availability.runs_here:
+        if config.backbone:
+            backbones.require_backbone(config.backbone)  # raises with the list of available backbones
+        from iadbe.errors import ModelUnavailableError
+
+        raise ModelUnavailableError(f"{spec.display_name} cannot run here: {availability.reason}")
+    if batch_size is not None and not 1 <= batch_size <= 512:
+        raise SettingsError(f"batch size must be between 1 and 512, got {batch_size}")
+    if max_train_images is not None and max_train_images < 1:
+        raise SettingsError(f"max train images must be positive, got {max_train_images}")
+
+    progress(0.0, "reading the dataset")
+    splits = load_dataset(dataset, root, category, seed=seed)
+    train_samples = _subset(splits.train, max_train_images, seed)
+    report = splits.report()
+    if len(train_samples) != len(splits.train):
+        report += f"\ntraining on a seeded subset of {len(train_samples)} of {len(splits.train)} normal images"
+    logger.info("%s", report)
+
+    _seed_everything(seed)
+    if config.backbone:
+        backbones.require_backbone(config.backbone)
+    module = create_detector(config, pre_trained=True)
+    started = time.perf_counter()
+    _fit(module, train_samples, config, batch_size or config.train_batch_size, progress)
+    training_time = time.perf_counter() - started
+
+    from iadbe.export import build_inference_graph
+    from iadbe.metrics import calibrate, evaluate
+
+    graph = build_inference_graph(module.model, config.mean, config.std)
+    progress(_FIT, "calibrating thresholds on validation data")
+    val = run_graph(graph, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
+    calibration = calibrate(val.scores, val.labels, val.maps if config.segmentation else None,
+                            val.masks if config.segmentation else None)
+    progress(_FIT + _CALIBRATE, "evaluating on the whole test set")
+    test = run_graph(graph, splits.test, config.image_size,
+                     progress=_span(progress, _FIT + _CALIBRATE, _TEST, "test"))
+    metrics = evaluate(test.scores, test.labels, calibration,
+                       test.maps if config.segmentation else None, test.masks if config.segmentation else None)
+
+    model_name = name or _default_name(spec.name, config.backbone, splits.name, splits.category)
+    target = Path(out) if out else constants.MODEL_STORE / store.safe_name(model_name)
+    meta = {
+        "name": model_name,
+        "model": spec.name,
+        "display_name": spec.display_name,
+        "detector": config.to_dict(),
+        "backbone": config.backbone,
+        "image_size": list(config.image_size),
+        "normalization": {"mean": list(config.mean), "std": list(config.std)},
+        "postprocess": calibration.to_dict(),
+        "dataset": splits.to_dict() if hasattr(splits, "to_dict") else {"name": splits.name},
+        "validation": splits.val_source,
+        "metrics": metrics,
+        "test_counts": {"images": int(len(test.labels)), "anomalous": int(test.labels.sum())},
+        "train_images": len(train_samples),
+        "seed": seed,
+        "training_time_s": round(training_time, 3),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "machine": machine_info(),
+    }
+    progress(_FIT + _CALIBRATE + _TEST, "writing the model directory and exporting to OpenVINO")
+    with store.staged_model_dir(target, overwrite=overwrite) as staging:
+        store.save_weights(module.model.state_dict(), staging / store.WEIGHTS_FILE)
+        if export:
+            from iadbe.export import export_openvino
+
+            export_openvino(graph, config.image_size, staging / "openvino")
+        store.write_config(staging, meta)
+    progress(1.0, "done")
+    meta = store.read_config(target)
+    return TrainResult(target, metrics, meta, report, training_time, test)
+
+
+def run_graph(
+    graph: Any,
+    samples: Sequence[Any],
+    image_size: tuple[int, int],
+    batch_size: int = 16,
+    progress: ProgressFn | None = None,
+) -> Outputs:
+    """Score ``samples`` with the torch inference graph, reading images as inference does."""
+    import torch
+
+    from iadbe.inference.images import load_image, to_batch
+
+    progress = progress or _no_progress
+    scores, maps, masks, labels, paths = [], [], [], [], []
+    has_masks = any(getattr(sample, "mask", None) for sample in samples)
+    with torch.inference_mode():
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            images = [load_image(sample.image) for sample in chunk]
+            score, amap = graph(torch.from_numpy(to_batch(images, image_size)))
+            scores.append(score.numpy())
+            maps.append(amap.numpy())
+            for sample in chunk:
+                labels.append(int(sample.label))
+                paths.append(str(sample.image))
+                if has_masks:
+                    masks.append(_read_mask(sample, image_size))
+            progress(min(1.0, (start + len(chunk)) / max(1, len(samples))), f"{start + len(chunk)}/{len(samples)}")
+    return Outputs(
+        scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
+        maps=np.concatenate(maps) if maps else np.zeros((0, *image_size), np.float32),
+        labels=np.asarray(labels, dtype=np.int64),
+        masks=np.stack(masks) if masks else None,
+        paths=paths,
+    )
+
+
+def _read_mask(sample: Any, image_size: tuple[int, int]) -> np.ndarray:
+    """Ground truth at the model's size (nearest), all-False for normal images without a mask."""
+    import cv2
+    from PIL import Image
+
+    if not getattr(sample, "mask", None):
+        return np.zeros(image_size, dtype=bool)
+    with Image.open(sample.mask) as mask:
+        array = np.asarray(mask.convert("L"))
+    return cv2.resize(array, image_size[::-1], interpolation=cv2.INTER_NEAREST) > 0
+
+
+def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progress: ProgressFn) -> None:
+    import lightning.pytorch as pl
+    import torch
+
+    from iadbe.data.training_set import make_train_loader
+
+    loader = make_train_loader(samples, config.image_size, batch_size, seed=0)
+    trainer_args = dict(getattr(module, "trainer_arguments", {}) or {})
+    for key in ("val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps", "devices"):
+        trainer_args.pop(key, None)
+    trainer_args.setdefault("max_epochs", config.max_epochs)
+    if config.max_epochs != trainer_args["max_epochs"] and trainer_args["max_epochs"] != 1:
+        trainer_args["max_epochs"] = config.max_epochs
+    trainer = pl.Trainer(
+        accelerator="gpu" if torch.cuda.is_available() else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[_ProgressCallback(progress, len(loader))],
+        default_root_dir=str(constants.IADBE_HOME / "lightning"),
+        **trainer_args,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    module.cpu().eval()
+
+
+def _ProgressCallback(progress: ProgressFn, batches: int) -> Any:  # noqa: N802 (factory of a Callback)
+    from lightning.pytorch import Callback
+
+    class ProgressCallback(Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            epochs = max(1, trainer.max_epochs or 1)
+            done = (trainer.current_epoch + (batch_idx + 1) / max(1, batches)) / epochs
+            progress(_FIT * min(done, 1.0) * 0.9, f"epoch {trainer.current_epoch + 1}/{epochs}, "
+                                                  f"batch {batch_idx + 1}/{batches}")
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            epochs = max(1, trainer.max_epochs or 1)
+            if trainer.current_epoch + 1 >= epochs:
+                progress(_FIT * 0.9, "fitting the model (memory bank / statistics)")
+
+    return ProgressCallback()
+
+
+def _span(progress: ProgressFn, start: float, width: float, label: str) -> ProgressFn:
+    return lambda fraction, message: progress(start + width * fraction, f"{label}: {message}")
+
+
+def _subset(samples: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
+    if limit is None or limit >= len(samples):
+        return list(samples)
+    chosen = sorted(random.Random(seed).sample(range(len(samples)), limit))
+    return [samples[index] for index in chosen]
+
+
+def _seed_everything(seed: int) -> None:
+    import lightning.pytorch as pl
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+
+def _default_name(model: str, backbone: str | None, dataset: str, category: str | None) -> str:
+    parts = [model, (backbone or "").replace("tf_efficientnet_", ""), dataset, category or ""]
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return "-".join(part for part in parts if part) + "-" + stamp
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("iadbe", "anomalib", "torch", "timm", "openvino", "lightning"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def machine_info() -> dict[str, Any]:
+    import os
+
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """A two-column table of metrics in percent, in the study's order."""
+    order = ["image_AUROC", "image_AUPR", "image_F1", "pixel_AUROC", "pixel_AUPR", "pixel_F1", "pixel_AUPRO"]
+    rows = [(key, metrics[key]) for key in order if key in metrics]
+    rows += [(key, value) for key, value in metrics.items() if key not in order]
+    width = max((len(key) for key, _ in rows), default=6)
+    lines = [f"{'metric':<{width}}  value (%)", f"{'-' * width}  ---------"]
+    lines += [f"{key:<{width}}  {100 * value:9.2f}" for key, value in rows]
+    return "\n".join(lines)
