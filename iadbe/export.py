@@ -60,3 +60,29 @@ def export_openvino(graph: Any, image_size: tuple[int, int], out_dir: Path) -> P
     xml = out_dir / OPENVINO_XML
     ov.save_model(model, xml, compress_to_fp16=False)
     return xml
+
+
+def export_model_dir(model_dir: Path) -> Path:
+    """Re-export the OpenVINO IR of a stored model from its safetensors weights (atomic swap)."""
+    import shutil
+    import tempfile
+
+    from iadbe import store
+    from iadbe.inference.loading import build_graph
+    from iadbe.models import DetectorConfig
+
+    model_dir = Path(model_dir)
+    meta = store.read_config(model_dir)
+    config = DetectorConfig.from_dict(meta["detector"])
+    graph = build_graph(model_dir, config)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+    try:
+        export_openvino(graph, config.image_size, staging)
+        target = model_dir / OPENVINO_DIR
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    meta.pop("files", None)
+    store.write_config(model_dir, meta)
+    return model_dir / OPENVINO_DIR / OPENVINO_XML

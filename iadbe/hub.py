@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from iadbe import constants
 from iadbe.errors import DatasetError, IADBEError, ModelFormatError, ModelUnavailableError, SettingsError
-from iadbe.manifest import REQUIRED_FILES, ManifestEntry, check_model_file
+from iadbe.manifest import REQUIRED_FILES, ManifestEntry
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class ChecksumMismatchError(ModelFormatError):
     """A downloaded (or local) file does not have the sha256 the manifest or ``iadbe.json`` lists."""
 
     def __init__(self, file: str, expected: str, actual: str, *, source: str, evicted: bool = False):
-        self.file, self.expected, self.actual, self.source = file, expected, actual, source
+        self.file, self.expected, self.actual, self.source, self.evicted = file, expected, actual, source, evicted
         done = " The bad file was deleted from the cache; retry later or report it to the repo owner." if evicted else ""
         super().__init__(
             f"Checksum mismatch for {file} of {source}: expected sha256 {expected}, got {actual}. "
@@ -207,7 +208,7 @@ def _known_tokens(token: str | None) -> list[str | None]:
         stored = get_token()
     except Exception:  # noqa: BLE001 - a broken login must not hide the real error
         stored = None
-    return [token, stored, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
+    return [token, stored]
 
 
 # --------------------------------------------------------------------------- huggingface_hub boundary
@@ -307,13 +308,39 @@ def _api(token: str | None) -> Any:
 
 
 def _probe(ref: HubRef, token: str | None, timeout: float) -> str:
-    """One quick request (no retries): the commit hash of ``ref``; raises HubUnreachableError fast."""
-    api = _api(token)
-    info = _call(lambda: api.repo_info(ref.repo_id, repo_type=ref.repo_type, revision=ref.revision, timeout=timeout),
-                 "look up", ref, token)
-    if not info.sha or not _COMMIT.fullmatch(info.sha):
+    """One quick request, no retries: the commit hash of ``ref``; raises HubUnreachableError within ``timeout``.
+
+    A plain ``GET /api/{models|datasets}/OWNER/NAME[/revision/REV]`` (what ``HfApi.repo_info`` sends) with
+    headers built here: huggingface_hub's own header builder fetches ``{ENDPOINT}/api/agent-harnesses`` on its
+    first use in a process (up to 3 s more when the network hangs) unless telemetry is disabled.
+    """
+    from urllib.parse import quote
+
+    from huggingface_hub import __version__ as hf_version
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    from iadbe import __version__
+
+    url = f"{_endpoint()}/api/{ref.repo_type}s/{ref.repo_id}"
+    if ref.revision:
+        url += f"/revision/{quote(ref.revision, safe='')}"
+    headers = {"user-agent": f"iadbe/{__version__}; hf_hub/{hf_version}"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+
+    def request() -> Any:
+        response = get_session().get(url, headers=headers, timeout=timeout)
+        hf_raise_for_status(response)
+        try:
+            return response.json()
+        except ValueError:  # not a Hub (a proxy page?): reported below
+            return None
+
+    info = _call(request, "look up", ref, token)
+    sha = info.get("sha") if isinstance(info, dict) else None
+    if not isinstance(sha, str) or not _COMMIT.fullmatch(sha):
         raise HubError(f"look up {ref.uri}: the Hub at {_endpoint()} gave no commit hash; check HF_ENDPOINT")
-    return str(info.sha)
+    return sha
 
 
 def _repo_cache(ref: HubRef, cache: Path) -> Path:
@@ -331,6 +358,18 @@ def _cached_commit(ref: HubRef, cache: Path) -> str | None:
     except OSError:
         return None
     return commit if _COMMIT.fullmatch(commit) else None
+
+
+def _remember_ref(ref: HubRef, commit: str, cache: Path) -> None:
+    """Record ``branch -> commit`` in the cache's ``refs/`` (as huggingface_hub does) for offline use."""
+    ref_file = _repo_cache(ref, cache) / "refs" / (ref.revision or "main")
+    try:
+        ref_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ref_file.with_name(f".{ref_file.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(commit)
+        os.replace(tmp, ref_file)
+    except OSError as err:  # a read-only cache still works online
+        logger.warning("Could not record %s -> %s in the cache: %s", ref.uri, commit, err)
 
 
 def _fetch(
@@ -361,6 +400,8 @@ def _fetch(
                 ),
                 "download", ref, token,
             )
+            if not ref.pinned:
+                _remember_ref(ref, commit, cache)
             return Path(folder)
         except HubUnreachableError as err:
             reason = str(err)
@@ -707,7 +748,8 @@ def push_model(
         logger.info("Not uploading pickled files %s (IADBE publishes safetensors and OpenVINO only)", skipped)
 
     files = {name: sha256_file(model_dir / name) for name in names}
-    for name, expected in (meta.get("files") or {}).items():
+    listed = meta.get("files") if isinstance(meta.get("files"), dict) else {}
+    for name, expected in listed.items():
         if name in files and files[name] != str(expected).lower():
             raise ChecksumMismatchError(name, str(expected), files[name], source=str(model_dir))
     card = str(build_model_card(meta, repo_id=repo_id, path_in_repo=path_in_repo)).encode("utf-8")

@@ -125,39 +125,45 @@ class ManifestEntry(BaseModel):
     @classmethod
     def _slug(cls, value: str) -> str:
         if not _SLUG.fullmatch(value):
-            raise ValueError(f"id {value!r} must be a slug (lowercase letters, digits, '-', '_' or '.')")
+            raise ValueError(f"{value!r} must be a slug (lowercase letters, digits, '-', '_' or '.')")
         return value
 
     @field_validator("repo_id")
     @classmethod
     def _repo(cls, value: str) -> str:
         if not _REPO_ID.fullmatch(value) or "--" in value or ".." in value:
-            raise ValueError(f"repo_id {value!r} must be OWNER/NAME")
+            raise ValueError(f"{value!r} must be OWNER/NAME")
         return value
 
     @field_validator("path_in_repo")
     @classmethod
     def _folder(cls, value: str) -> str:
         value = value.strip("/")
-        return _check_relative_path(value, "path_in_repo") if value else ""
+        return _check_relative_path(value, "folder") if value else ""
 
     @field_validator("revision")
     @classmethod
     def _commit(cls, value: str) -> str:
         if not _COMMIT.fullmatch(value):
-            raise ValueError(f"revision {value!r} must be a full 40-hex commit hash (not a branch or tag)")
+            raise ValueError(f"{value!r} must be a full 40-hex commit hash (not a branch or tag)")
         return value
 
     @field_validator("files")
     @classmethod
     def _files(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
         for path, digest in value.items():
-            check_model_file(path)
+            try:
+                check_model_file(path)
+            except ValueError as err:
+                problems.append(str(err))
             if not _SHA256.fullmatch(digest):
-                raise ValueError(f"sha256 of {path!r} must be 64 lowercase hex digits, got {digest!r}")
+                problems.append(f"sha256 of {path!r} must be 64 lowercase hex digits, got {digest!r}")
         missing = [f for f in REQUIRED_FILES if f not in value]
         if missing:
-            raise ValueError(f"files must list {', '.join(missing)}")
+            problems.append(f"files must list {', '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("image_size", mode="before")
@@ -169,7 +175,7 @@ class ManifestEntry(BaseModel):
     @classmethod
     def _positive(cls, value: tuple[int, int]) -> tuple[int, int]:
         if min(value) <= 0:
-            raise ValueError(f"image_size {list(value)} must be two positive integers [H, W]")
+            raise ValueError(f"{list(value)} must be two positive integers [H, W]")
         return value
 
     @field_validator("metrics")
@@ -177,7 +183,7 @@ class ManifestEntry(BaseModel):
     def _finite(cls, value: dict[str, float]) -> dict[str, float]:
         bad = [k for k, v in value.items() if not math.isfinite(v)]
         if bad:
-            raise ValueError(f"metrics {bad} must be finite numbers")
+            raise ValueError(f"{bad} must be finite numbers")
         return value
 
     @property

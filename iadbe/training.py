@@ -130,16 +130,18 @@ def train(
     from iadbe.export import build_inference_graph
     from iadbe.metrics import calibrate, evaluate
 
+    from iadbe.inference.backends import TorchBackend
+
     graph = build_inference_graph(module.model, config.mean, config.std)
+    runner = TorchBackend(graph, "cpu")
     progress(_FIT, "calibrating thresholds on validation data")
-    val = run_graph(graph, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
+    val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
     calibration = calibrate(val.scores, val.labels, val.maps if config.segmentation else None,
                             val.masks if config.segmentation else None)
     progress(_FIT + _CALIBRATE, "evaluating on the whole test set")
-    test = run_graph(graph, splits.test, config.image_size,
+    test = run_backend(runner, splits.test, config.image_size,
                      progress=_span(progress, _FIT + _CALIBRATE, _TEST, "test"))
-    metrics = evaluate(test.scores, test.labels, calibration,
-                       test.maps if config.segmentation else None, test.masks if config.segmentation else None)
+    metrics = score_outputs(test, calibration, config.segmentation)
 
     model_name = name or _default_name(spec.name, config.backbone, splits.name, splits.category)
     target = Path(out) if out else constants.MODEL_STORE / store.safe_name(model_name)
@@ -176,34 +178,32 @@ def train(
     return TrainResult(target, metrics, meta, report, training_time, test)
 
 
-def run_graph(
-    graph: Any,
+def run_backend(
+    backend: Any,
     samples: Sequence[Any],
     image_size: tuple[int, int],
     batch_size: int = 16,
     progress: ProgressFn | None = None,
 ) -> Outputs:
-    """Score ``samples`` with the torch inference graph, reading images as inference does."""
-    import torch
-
+    """Raw outputs of a backend (``iadbe.inference.backends``) over ``samples``, images read as
+    inference reads them."""
     from iadbe.inference.images import load_image, to_batch
 
     progress = progress or _no_progress
     scores, maps, masks, labels, paths = [], [], [], [], []
     has_masks = any(getattr(sample, "mask", None) for sample in samples)
-    with torch.inference_mode():
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start : start + batch_size]
-            images = [load_image(sample.image) for sample in chunk]
-            score, amap = graph(torch.from_numpy(to_batch(images, image_size)))
-            scores.append(score.numpy())
-            maps.append(amap.numpy())
-            for sample in chunk:
-                labels.append(int(sample.label))
-                paths.append(str(sample.image))
-                if has_masks:
-                    masks.append(_read_mask(sample, image_size))
-            progress(min(1.0, (start + len(chunk)) / max(1, len(samples))), f"{start + len(chunk)}/{len(samples)}")
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        images = [load_image(sample.image) for sample in chunk]
+        score, amap = backend.run(to_batch(images, image_size))
+        scores.append(score)
+        maps.append(amap)
+        for sample in chunk:
+            labels.append(int(sample.label))
+            paths.append(str(sample.image))
+            if has_masks:
+                masks.append(_read_mask(sample, image_size))
+        progress(min(1.0, (start + len(chunk)) / max(1, len(samples))), f"{start + len(chunk)}/{len(samples)}")
     return Outputs(
         scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
         maps=np.concatenate(maps) if maps else np.zeros((0, *image_size), np.float32),
@@ -211,6 +211,32 @@ def run_graph(
         masks=np.stack(masks) if masks else None,
         paths=paths,
     )
+
+
+def score_outputs(outputs: Outputs, calibration: Any, segmentation: bool) -> dict[str, float]:
+    from iadbe.metrics import evaluate
+
+    if not segmentation:
+        return evaluate(outputs.scores, outputs.labels, calibration)
+    return evaluate(outputs.scores, outputs.labels, calibration, outputs.maps, outputs.masks)
+
+
+def evaluate_model_dir(
+    model_ref: str | Path,
+    dataset: str,
+    root: str | Path,
+    category: str | None = None,
+    backend: str = "auto",
+    progress: ProgressFn | None = None,
+) -> tuple[dict[str, float], str]:
+    """Re-evaluate a stored model on a dataset's whole test set; returns (metrics, dataset report)."""
+    from iadbe.data import load_dataset
+    from iadbe.inference import load_model
+
+    model = load_model(model_ref, backend=backend)
+    splits = load_dataset(dataset, root, category)
+    outputs = run_backend(model.backend, splits.test, model.config.image_size, progress=progress)
+    return score_outputs(outputs, model.calibration, model.config.segmentation), splits.report()
 
 
 def _read_mask(sample: Any, image_size: tuple[int, int]) -> np.ndarray:

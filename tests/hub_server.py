@@ -53,6 +53,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+#: Accounts of the test server used by tests/conftest.py (tokens are fake, valid only there).
+HUB_USER = "iadbe-tester"
+HUB_TOKEN = "hf_iadbeTestTokenAAAAbbbbCCCCddddEEEE1234"
+HUB_ORG = "iadbe-test-org"
+OTHER_USER = "someone-else"
+OTHER_TOKEN = "sk-planted-7Rq2ZxLw9Kp4VtNe"  # deliberately not hf_-shaped: redaction must not rely on the shape
+
 _PREFIX = {"model": "", "dataset": "datasets/"}
 _API_TYPES = {"models": "model", "datasets": "dataset"}
 _GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
@@ -277,7 +284,7 @@ class FakeHub:
         return tampered if tampered is not None else self._blob(repo.commits[oid].files[path])
 
 
-def _repo_info_json(hub: FakeHub, repo: Repo, oid: str, base: str, blobs: bool) -> dict[str, Any]:
+def _repo_info_json(hub: FakeHub, repo: Repo, oid: str, blobs: bool) -> dict[str, Any]:
     commit = repo.commits[oid]
     siblings = []
     for path, sha in sorted(commit.files.items()):
@@ -370,14 +377,16 @@ class _Handler(BaseHTTPRequestHandler):
             with self.hub._lock:
                 self._route(method, path, query, body, user)
         except _HubError as err:
-            message = err.message
+            body_message = err.message
             if self.hub.echo_auth_in_errors and self.headers.get("Authorization"):
-                message += f" (request had Authorization: {self.headers['Authorization']})"
+                # in the JSON body only (huggingface_hub puts it into the exception message); a header would
+                # also land in httpcore's DEBUG log, which no real Hub provokes
+                body_message += f" (request had Authorization: {self.headers['Authorization']})"
             headers = dict(err.headers)
             if err.code:
                 headers["X-Error-Code"] = err.code
-            headers["X-Error-Message"] = message
-            self._json(err.status, {**err.extra, "error": message}, headers)
+            headers["X-Error-Message"] = err.message
+            self._json(err.status, {**err.extra, "error": body_message}, headers)
         except Exception as err:  # a bug in the fake server: answer 500 with the reason
             self._json(500, {"error": f"FakeHub bug: {type(err).__name__}: {err}"})
 
@@ -479,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._readable(user, repo_type, repo_id)
         oid = self.hub._resolve(repo, revision)
         blobs = query.get("blobs", ["false"])[0].lower() in ("1", "true")
-        self._json(200, _repo_info_json(self.hub, repo, oid, self.hub.url, blobs))
+        self._json(200, _repo_info_json(self.hub, repo, oid, blobs))
 
     def _tree(self, user: str | None, repo_type: str, repo_id: str, revision: str, sub: str, query: dict) -> None:
         repo = self._readable(user, repo_type, repo_id)

@@ -115,6 +115,9 @@ def test_mvtec_category_found_alone_and_as_root(tmp_path: Path) -> None:
         load_dataset("mvtec", tmp_path / "mv")
     with pytest.raises(DatasetError, match="not found"):
         load_dataset("mvtec", tmp_path / "mv", "nope")
+    with pytest.raises(DatasetError, match="not found"):  # a category folder is not another category
+        load_dataset("mvtec", tmp_path / "mv" / "bottle", "cable")
+    assert load_dataset("mvtec", tmp_path / "mv" / "bottle", "bottle").category == "bottle"
 
 
 def test_splits_are_deterministic_and_synthetic_cache_reused(tmp_path: Path, _home: Path) -> None:
@@ -307,6 +310,36 @@ def test_hidden_files_and_macosx_skipped(tmp_path: Path) -> None:
     img(tmp_path / "b" / "train" / "good" / "UPPER.PNG")
     splits = load_dataset("mvtec", tmp_path / "b")
     assert len(splits.train) + 2 == 13
+
+
+def test_synthetic_anomalies_are_deterministic(tmp_path: Path) -> None:
+    from iadbe.data import make_synthetic_anomalies
+
+    normals = [Sample(img(tmp_path / "n" / f"{i}.png", size=(48, 40)), 0) for i in range(3)]
+    first, _ = make_synthetic_anomalies(normals, seed=7, out_dir=tmp_path / "a")
+    second, _ = make_synthetic_anomalies(normals, seed=7, out_dir=tmp_path / "b")
+    for one, two in zip(first, second, strict=True):
+        assert np.array_equal(np.asarray(Image.open(one.image)), np.asarray(Image.open(two.image)))
+        assert np.array_equal(np.asarray(Image.open(one.mask)), np.asarray(Image.open(two.mask)))
+        assert (np.asarray(Image.open(one.mask)) > 0).mean() >= 0.005
+    again, _ = make_synthetic_anomalies(normals, seed=7, out_dir=tmp_path / "a")  # cached: manifest reused
+    assert again == first
+
+
+def test_label_named_masks_are_not_kolektor(tmp_path: Path) -> None:
+    root = tmp_path / "parts"
+    for i in range(4):
+        img(root / "good" / f"{i}.png")
+    img(root / "defect" / "d0.png")
+    mask(root / "masks" / "d0_label.png")
+    assert detect_layout(root) == "good_defect"
+    assert load_dataset("folder", root).test[-1].mask.name == "d0_label.png"
+
+
+def test_error_bad_val_fraction(tmp_path: Path) -> None:
+    make_mvtec(tmp_path / "b")
+    with pytest.raises(DatasetError, match="val_fraction"):
+        load_dataset("mvtec", tmp_path / "b", val_fraction=0.0)
 
 
 # --- errors ----------------------------------------------------------------------------------------

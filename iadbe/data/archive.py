@@ -65,7 +65,8 @@ def _plan(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, PurePosixPath
     """Check every header before anything is written; returns the members to extract."""
     infos = archive.infolist()
     if len(infos) > constants.MAX_ZIP_FILES:
-        raise DatasetError(f"Zip has {len(infos)} members; the limit is {constants.MAX_ZIP_FILES} (IADBE_MAX_ZIP_FILES)")
+        raise DatasetError(f"Zip has {len(infos)} members; the limit is {constants.MAX_ZIP_FILES} "
+                           "(IADBE_MAX_ZIP_FILES)")
     total = sum(info.file_size for info in infos)
     if total > constants.MAX_ZIP_BYTES:
         raise DatasetError(f"Zip would extract to {total} bytes; the limit is {constants.MAX_ZIP_BYTES} "
@@ -169,7 +170,7 @@ def resolve_dataset_root(path: str | Path, extract_dir: str | Path | None = None
     Raises:
         DatasetError: the path is missing or is neither a folder nor a zip.
     """
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().absolute()
     if path.is_dir():
         return path
     if not path.exists():

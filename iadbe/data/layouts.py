@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iadbe.data import parsers, pools, yolo
-from iadbe.data.files import find_child, list_images, listed, subdirs
+from iadbe.data.files import find_child, list_images, listed, mask_key, subdirs
 from iadbe.data.samples import RawSplits
 from iadbe.errors import DatasetError
 
@@ -44,9 +44,13 @@ def _has(root: Path, *parts: str) -> bool:
 
 
 def _is_kolektor(root: Path) -> bool:
-    """Label images ``*_label.bmp`` at depth 1 or 2."""
-    candidates = list_images(root) + [p for d in subdirs(root) for p in list_images(d)]
-    return any(pools.is_kolektor_label(p) for p in candidates)
+    """A label image ``PartN_label.bmp`` next to its ``PartN.jpg``, at depth 1 or 2."""
+    for folder in (root, *subdirs(root)):
+        images = list_images(folder)
+        stems = {p.stem for p in images}
+        if any(pools.is_kolektor_label(p) and mask_key(p) in stems for p in images):
+            return True
+    return False
 
 
 def _is_good_defect(root: Path) -> bool:
@@ -126,8 +130,9 @@ def locate(root: Path, category: str | None, accepted: tuple[str, ...]) -> tuple
     """
     for folder, cat in _candidates(root, category):
         layout = probe_layout(folder)
-        if layout in accepted:
-            return _named(folder, cat if layout != "visa_csv" else category, layout)
+        root_is_other = folder == root and category not in (None, root.name) and layout != "visa_csv"
+        if layout in accepted and not root_is_other:
+            return _named(folder, cat, layout)
     if category is None:
         fits = [d for d in subdirs(root) if probe_layout(d) in accepted]
         if len(fits) == 1:

@@ -79,7 +79,10 @@ def _check_images(raw: RawSplits) -> None:
         raise DatasetError(f"{raw.root}: no normal images found; anomaly detectors train on normal images only")
 
 
-def _split(raw: RawSplits, val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample], list[Sample], list[str]]:
+_SplitResult = tuple[list[Sample], list[Sample], list[Sample], list[str]]
+
+
+def _split(raw: RawSplits, val_fraction: float, seed: int) -> _SplitResult:
     """(train, val without synthetic anomalies, test, descriptions of the val parts)."""
     notes = raw.notes
     if raw.pooled or not raw.test:

@@ -11,7 +11,7 @@ from iadbe.data.files import find_child, list_images, listed, mask_key, require,
 from iadbe.data.samples import ANOMALOUS, NORMAL, RawSplits, Sample
 from iadbe.errors import DatasetError
 
-NORMAL_DIRS = ("good", "normal", "ok", "nok_free")
+NORMAL_DIRS = ("good", "normal", "ok")
 DEFECT_DIRS = ("defect", "defects", "defective", "bad", "anomaly", "anomalies", "anomalous", "abnormal", "ng", "ko")
 MASK_DIRS = ("masks", "mask", "ground_truth", "groundtruth", "gt")
 KOLEKTOR_LABEL_SUFFIXES = ("_label", "_GT")

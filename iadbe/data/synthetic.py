@@ -30,7 +30,8 @@ def synthetic_key(normals: list[Sample], seed: int) -> str:
     return cache_key(sorted(s.image for s in normals), seed, GENERATOR_VERSION, BLEND_FACTOR)
 
 
-def make_synthetic_anomalies(normals: list[Sample], seed: int, out_dir: Path | None = None) -> tuple[list[Sample], Path]:
+def make_synthetic_anomalies(normals: list[Sample], seed: int,
+                             out_dir: Path | None = None) -> tuple[list[Sample], Path]:
     """One Perlin anomaly per normal image, written to ``out_dir`` (default: under ``IADBE_HOME/synthetic``).
 
     Returns the anomalous samples (``defect_type`` ``synthetic_perlin``, with masks) and the folder.

@@ -80,4 +80,6 @@ def _class_names(root: Path) -> dict[int, str]:
         return {}
     if isinstance(names, list):
         return {i: str(n) for i, n in enumerate(names)}
-    return {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in names.items() if str(k).strip().isdigit()}
+    return {}

@@ -112,10 +112,15 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     kwargs = _prepare_special_args(spec, kwargs)
     context = contextlib.nullcontext() if pre_trained else no_pretrained_weights()
     with context:
-        return cls(
+        module = cls(
             pre_processor=PreProcessor(transform=Compose(transforms)),
             post_processor=False, evaluator=False, visualizer=False, **kwargs,
         )
+    if spec.name == "patchcore":
+        from iadbe.models.coreset import install_fast_coreset
+
+        install_fast_coreset(module.model)
+    return module
 
 
 @contextlib.contextmanager

@@ -1,0 +1,73 @@
+"""The catalogue the app and ``iadbe models`` show: manifest models merged with the local store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iadbe import constants
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One model the user can pick."""
+
+    id: str
+    display_name: str
+    source: str  # "manifest" or "local"
+    model: str
+    backbone: str | None
+    dataset: str | None
+    category: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    location: str = ""  # model directory, or hf://repo/path@rev
+    cached: bool = True
+
+    def label(self) -> str:
+        auroc = self.metrics.get("image_AUROC")
+        score = f", image AUROC {100 * auroc:.1f}" if isinstance(auroc, (int, float)) else ""
+        where = "local" if self.source == "local" else ("Hub, cached" if self.cached else "Hub, not cached")
+        parts = [p for p in (self.dataset, self.category, self.backbone) if p]
+        return f"{self.display_name} [{' / '.join(parts)}{score}] ({where})"
+
+
+def manifest_entries(path: Path | None = None) -> list[Any]:
+    """Entries of the manifest (``IADBE_MANIFEST`` or the shipped one); [] when there is none."""
+    from iadbe.manifest import load_manifest
+
+    manifest_path = Path(path or constants.MANIFEST_PATH)
+    if not manifest_path.is_file():
+        return []
+    return list(load_manifest(manifest_path).models)
+
+
+def find_manifest_entry(model_id: str, path: Path | None = None) -> Any | None:
+    for entry in manifest_entries(path):
+        if entry.id == model_id:
+            return entry
+    return None
+
+
+def build_catalog(manifest_path: Path | None = None, store: Path | None = None) -> list[CatalogEntry]:
+    """Manifest models (marked cached or not, without touching the network) plus local models."""
+    from iadbe import hub
+    from iadbe.store import list_store
+
+    entries: list[CatalogEntry] = []
+    for item in manifest_entries(manifest_path):
+        entries.append(CatalogEntry(
+            id=item.id, display_name=item.display_name, source="manifest", model=item.model,
+            backbone=item.backbone, dataset=item.dataset, category=item.category, metrics=dict(item.metrics or {}),
+            location=f"hf://{item.repo_id}/{item.path_in_repo}@{item.revision}".replace("//@", "/@"),
+            cached=hub.is_cached(item),
+        ))
+    for stored in list_store(store):
+        meta = stored.meta
+        dataset = meta.get("dataset") or {}
+        entries.append(CatalogEntry(
+            id=stored.path.name, display_name=str(meta.get("display_name") or meta.get("model")), source="local",
+            model=str(meta.get("model")), backbone=meta.get("backbone"), dataset=dataset.get("name"),
+            category=dataset.get("category"), metrics=dict(meta.get("metrics") or {}), location=str(stored.path),
+        ))
+    return entries

@@ -1,0 +1,321 @@
+"""``iadbe`` command line: a thin layer over the library.
+
+Heavy libraries are imported inside each command, so ``iadbe --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from iadbe import __version__
+
+DATASETS = ("mvtec", "mvtec3d", "btech", "kolektor", "visa", "folder")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--dataset", choices=DATASETS, required=required, help="dataset kind")
+    parser.add_argument("--root", required=required, help="dataset root folder (or .zip / hf://datasets/... for folder)")
+    parser.add_argument("--category", help="category (e.g. bottle, tire); not needed for folder/kolektor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iadbe", description="Industrial Anomaly Detection Benchmark Engine")
+    parser.add_argument("--version", action="version", version=f"iadbe {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train, evaluate and store a model (weights, config, OpenVINO)")
+    p.add_argument("--model", required=True, help="detector name, see `iadbe models --all`")
+    _add_dataset_args(p)
+    p.add_argument("--backbone", help="timm backbone (default: the model's, tf_efficientnet_lite0 offline)")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-train-images", type=int, help="train on a seeded subset (quick runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="model directory to write (default: the local model store)")
+    p.add_argument("--name", help="model name (default: model-backbone-dataset-category-time)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-export", action="store_true", help="skip the OpenVINO export")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", help="re-evaluate a stored model on a dataset's whole test set")
+    p.add_argument("--model-dir", "--model", dest="model", required=True, help="model directory or reference")
+    _add_dataset_args(p)
+    p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("predict", help="predict images; writes overlays, masks and predictions.csv")
+    p.add_argument("--model", required=True, help="model directory, store name, manifest id or hf:// reference")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
+    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the normalised score")
+    p.add_argument("--opacity", type=float, default=0.5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", help="output folder (default: ./predictions)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="(re-)export a stored model to OpenVINO")
+    p.add_argument("--model-dir", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("models", help="list the catalogue (manifest + local store), or every detector")
+    p.add_argument("--all", action="store_true", help="list every detector of the study and whether it runs here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("backbones", help="list backbones and whether their weights are available here")
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("push", help="publish a model directory to the Hugging Face Hub (one commit)")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--repo-id", required=True)
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--path-in-repo", default="")
+    p.add_argument("--manifest", help="manifest file to add/update the entry in")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("benchmark", help="run models x datasets and write tables and plots")
+    p.add_argument("--models", required=True, help="comma separated, e.g. padim,patchcore")
+    _add_dataset_args(p)
+    p.add_argument("--categories", help="comma separated or 'all'")
+    p.add_argument("--backbone")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-train-images", type=int)
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--out", required=True)
+    p.add_argument("--compare-study", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("serve", help="start the Gradio app")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 0
+    _quiet_libraries(args.verbose)
+    from iadbe.errors import IADBEError
+
+    try:
+        return int(args.func(args) or 0)
+    except IADBEError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    import warnings
+
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        for name in ("lightning", "lightning.pytorch", "anomalib", "timm", "lightning_fabric"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _progress_printer() -> Callable[[float, str], None]:
+    last = {"text": ""}
+
+    def show(fraction: float, message: str) -> None:
+        text = f"[{100 * fraction:5.1f}%] {message}"
+        if text != last["text"]:
+            last["text"] = text
+            end = "\n" if fraction >= 1.0 else "\r"
+            print(f"\r{text:<78}", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from iadbe.training import train
+
+    result = train(
+        args.model, args.dataset, args.root, category=args.category, backbone=args.backbone,
+        image_size=args.image_size, max_epochs=args.max_epochs, seed=args.seed, out=args.out, name=args.name,
+        overwrite=args.overwrite, max_train_images=args.max_train_images, batch_size=args.batch_size,
+        export=not args.no_export, progress=_progress_printer(),
+    )
+    if args.json:
+        print(json.dumps({"model_dir": str(result.model_dir), "metrics": result.metrics,
+                          "training_time_s": result.training_time_s}, indent=2))
+        return 0
+    print(result.dataset_report)
+    print()
+    print(result.metrics_table())
+    print(f"\ntraining time {result.training_time_s:.1f} s; model written to {result.model_dir}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from iadbe.training import evaluate_model_dir, format_metrics
+
+    metrics, report = evaluate_model_dir(args.model, args.dataset, args.root, args.category, args.backend,
+                                         progress=_progress_printer())
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(report, "", format_metrics(metrics), sep="\n")
+    return 0
+
+
+def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    from iadbe.errors import ImageError
+
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ImageError(f"{item}: no such file or folder")
+    if not files:
+        raise ImageError("no images found in the given inputs")
+    return files
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from iadbe.errors import ImageError
+    from iadbe.inference import load_model
+    from iadbe.render import render_prediction, save_views
+
+    model = load_model(args.model, backend=args.backend)
+    files = _expand_inputs(args.inputs)
+    out = Path(args.out or "predictions")
+    out.mkdir(parents=True, exist_ok=True)
+    rows, failures = [], 0
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start : start + args.batch_size]
+        try:
+            predictions = model.predict(chunk, threshold=args.threshold, batch_size=args.batch_size)
+        except ImageError:
+            predictions = []
+            for path in chunk:  # one bad file must not cost the others their result
+                try:
+                    predictions.extend(model.predict(path, threshold=args.threshold))
+                except ImageError as error:
+                    failures += 1
+                    print(f"skipped: {error}", file=sys.stderr)
+        for prediction in predictions:
+            stem = Path(prediction.name).stem
+            save_views(render_prediction(prediction, args.opacity), out, f"{len(rows):04d}_{stem}")
+            rows.append(prediction.summary())
+    _write_csv(out / "predictions.csv", rows)
+    _print_table(rows, ["file", "score", "label", "backend", "ms"])
+    print(f"\n{len(rows)} images on {model.backend_name} ({model.device}); "
+          f"{sum(r['label'] == 'anomalous' for r in rows)} anomalous; outputs in {out}")
+    return 1 if failures and not rows else 0
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns} if rows else {}
+    print("  ".join(c.ljust(widths.get(c, len(c))) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from iadbe.export import export_model_dir
+
+    xml = export_model_dir(Path(args.model_dir))
+    print(f"exported {xml}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.all:
+        from iadbe.models import get_spec, list_models
+
+        rows = []
+        for row in list_models():
+            spec = get_spec(row.model)
+            rows.append({"model": spec.display_name, "in study": "yes" if spec.in_study else "no",
+                         "runs here": "yes" if row.runs_here else "no", "backbone": row.backbone or "-",
+                         "note": row.reason})
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            _print_table(rows, ["model", "in study", "runs here", "backbone", "note"])
+        return 0
+    from iadbe.catalog import build_catalog
+
+    entries = build_catalog()
+    if args.json:
+        print(json.dumps([entry.__dict__ for entry in entries], indent=2, default=str))
+        return 0
+    if not entries:
+        print("no models yet: train one with `iadbe train ...` or add entries to the manifest")
+        return 0
+    rows = [{"id": e.id, "model": e.display_name, "dataset": f"{e.dataset or '-'}/{e.category or '-'}",
+             "backbone": e.backbone or "-", "source": e.source,
+             "cached": "yes" if e.cached else "no",
+             "image AUROC": f"{100 * e.metrics['image_AUROC']:.1f}" if "image_AUROC" in e.metrics else "-",
+             "pixel AUROC": f"{100 * e.metrics['pixel_AUROC']:.1f}" if "pixel_AUROC" in e.metrics else "-",
+             "location": e.location} for e in entries]
+    _print_table(rows, list(rows[0]))
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    del args
+    from iadbe.backbones import ensure_offline_backbones, format_backbone_table, list_backbones
+
+    ensure_offline_backbones()
+    print(format_backbone_table(list_backbones()))
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from iadbe.hub import push_model
+
+    result = push_model(Path(args.model_dir), args.repo_id, private=args.private, path_in_repo=args.path_in_repo,
+                        manifest_path=Path(args.manifest) if args.manifest else None)
+    print(f"pushed {len(result.files)} files to {result.url} at revision {result.revision}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from iadbe.benchmark import run_benchmark_cli
+
+    return run_benchmark_cli(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from iadbe.app import launch
+
+    launch(host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

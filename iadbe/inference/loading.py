@@ -1,0 +1,178 @@
+"""``load_model(ref, backend="auto")``: a model directory, a manifest id or a Hub reference.
+
+The model is rebuilt from ``iadbe.json`` (class and init arguments, no backbone download) and
+``weights.safetensors``; nothing downloaded is ever unpickled. Loaded models stay in a small
+LRU cache so switching between models costs no reload.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from iadbe import constants
+from iadbe.errors import ModelFormatError, SettingsError
+from iadbe.inference.predictor import LoadedModel
+
+BACKENDS = ("auto", "torch", "openvino")
+
+
+class ModelCache:
+    """Thread-safe LRU of loaded models keyed by (directory, config mtime, backend, device)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._items: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_load(self, key: tuple, load: Any) -> LoadedModel:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+            self.misses += 1
+            model = load()
+            self._items[key] = model
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+CACHE = ModelCache(constants.MODEL_CACHE_SIZE)
+
+
+def load_model(ref: str | Path, backend: str = "auto", *, token: str | None = None,
+               trust_local_pickle: bool = False) -> LoadedModel:
+    """Load a stored model for prediction.
+
+    Args:
+        ref: a model directory, a manifest id, a model name in the local store, or
+            ``hf://owner/repo[/path]@revision``.
+        backend: ``auto`` (torch on CUDA if a GPU is present, else OpenVINO on CPU, else torch
+            on CPU), ``torch`` or ``openvino``.
+    Raises:
+        ModelFormatError: missing, corrupt or mismatching files (the message names the file).
+    """
+    del trust_local_pickle  # reserved: pickled checkpoints are never loaded by this function
+    if backend not in BACKENDS:
+        raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    model_dir = resolve_model_dir(ref, token=token)
+    kind, device = choose_backend(backend, model_dir)
+    config_path = model_dir / "iadbe.json"
+    key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device)
+    return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device))
+
+
+def resolve_model_dir(ref: str | Path, token: str | None = None) -> Path:
+    """Turn any model reference into a local model directory (downloading through the Hub if needed)."""
+    text = str(ref)
+    if text.startswith("hf://"):
+        from iadbe import hub
+
+        return hub.download_model(text, token=token)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    stored = constants.MODEL_STORE / text
+    if (stored / "iadbe.json").is_file():
+        return stored
+    from iadbe.catalog import find_manifest_entry
+
+    entry = find_manifest_entry(text)
+    if entry is not None:
+        from iadbe import hub
+
+        return hub.download_model(entry, token=token)
+    raise ModelFormatError(
+        f"{text}: not a model directory, a model in the local store ({constants.MODEL_STORE}), "
+        "a manifest id or an hf:// reference; `iadbe models` lists what is available"
+    )
+
+
+def choose_backend(backend: str, model_dir: Path) -> tuple[str, str]:
+    from iadbe.inference.backends import cuda_available, openvino_available
+
+    has_ir = (model_dir / "openvino" / "model.xml").is_file()
+    if backend == "torch":
+        return "torch", "cuda" if cuda_available() else "cpu"
+    if backend == "openvino":
+        if not has_ir:
+            raise ModelFormatError(f"{model_dir}: has no openvino/model.xml; run `iadbe export --model-dir {model_dir}`")
+        return "openvino", "CPU"
+    if cuda_available():
+        return "torch", "cuda"
+    if has_ir and openvino_available():
+        return "openvino", "CPU"
+    return "torch", "cpu"
+
+
+def _load(model_dir: Path, kind: str, device: str) -> LoadedModel:
+    from iadbe import store
+    from iadbe.metrics import Calibration
+    from iadbe.models import DetectorConfig
+
+    meta = store.read_config(model_dir)
+    store.verify_files(model_dir, meta)
+    try:
+        config = DetectorConfig.from_dict(meta["detector"])
+        calibration = Calibration.from_dict(meta["postprocess"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFormatError(f"{model_dir / store.CONFIG_FILE}: incomplete model config ({error})") from None
+    if kind == "openvino":
+        from iadbe.inference.backends import OpenVINOBackend
+
+        runner: Any = OpenVINOBackend(model_dir / "openvino" / "model.xml", device)
+    else:
+        from iadbe.inference.backends import TorchBackend
+
+        runner = TorchBackend(build_graph(model_dir, config), device)
+    return LoadedModel(model_dir=model_dir, meta=meta, config=config, calibration=calibration, backend=runner)
+
+
+def build_graph(model_dir: Path, config: Any) -> Any:
+    """Rebuild the torch inference graph from the config and ``weights.safetensors``."""
+    from iadbe import store
+    from iadbe.export import build_inference_graph
+    from iadbe.models import create_detector
+
+    weights_path = model_dir / store.WEIGHTS_FILE
+    state = store.load_weights(weights_path)
+    try:
+        module = create_detector(config, pre_trained=False)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ModelFormatError(f"{model_dir / store.CONFIG_FILE}: cannot rebuild {config.model} ({error})") from None
+    load_state_resizing_buffers(module.model, state, weights_path)
+    return build_inference_graph(module.model, config.mean, config.std)
+
+
+def load_state_resizing_buffers(model: Any, state: dict[str, Any], path: Path) -> None:
+    """``load_state_dict(strict=True)``, first giving data-sized buffers (memory banks, Gaussian
+    statistics) the stored shapes; a parameter of another shape means the file does not fit."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelFormatError(f"{path}: the weights do not fit the model in iadbe.json ({detail})")
+    buffers = dict(model.named_buffers())
+    for key, value in state.items():
+        if own[key].shape == value.shape:
+            continue
+        if key not in buffers:
+            raise ModelFormatError(
+                f"{path}: the weights do not fit the model in iadbe.json "
+                f"({key}: stored {tuple(value.shape)}, expected {tuple(own[key].shape)})"
+            )
+        owner, _, name = key.rpartition(".")
+        module = model.get_submodule(owner) if owner else model
+        module._buffers[name] = value.clone()  # noqa: SLF001 (resize a registered buffer)
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,158 @@
+"""A loaded model and its predictions.
+
+Scores and maps are normalised with the model's calibration so the decision threshold is 0.5;
+a user threshold in [0, 1] is applied afterwards (``Prediction.with_threshold``) without
+re-running the model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from iadbe.errors import SettingsError
+from iadbe.inference.images import ImageInput, load_image, to_batch
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def check_threshold(threshold: float | None) -> float:
+    if threshold is None:
+        return DEFAULT_THRESHOLD
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise SettingsError(f"threshold must be a number in [0, 1], got {threshold!r}") from None
+    if not 0.0 <= value <= 1.0 or value != value:
+        raise SettingsError(f"threshold must be in [0, 1], got {threshold!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one image. ``anomaly_map`` is normalised (0.5 = threshold) at input resolution."""
+
+    name: str
+    image: np.ndarray = field(repr=False)  # RGB uint8 (H, W, 3)
+    score: float
+    raw_score: float
+    anomaly_map: np.ndarray | None = field(repr=False)  # float32 (H, W) in [0, 1]; None: image-level model
+    threshold: float
+    backend: str
+    device: str
+    model: str
+    timings_ms: dict[str, float]
+
+    @property
+    def label(self) -> bool:
+        """True = anomalous."""
+        return self.score > self.threshold
+
+    @property
+    def label_text(self) -> str:
+        return "anomalous" if self.label else "normal"
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return None if self.anomaly_map is None else self.anomaly_map > self.threshold
+
+    def with_threshold(self, threshold: float) -> "Prediction":
+        return replace(self, threshold=check_threshold(threshold))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "file": self.name, "score": round(self.score, 6), "label": self.label_text,
+            "threshold": self.threshold, "backend": self.backend, "device": self.device,
+            "ms": round(sum(self.timings_ms.values()), 2), **{f"{k}_ms": round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict, on one backend."""
+
+    model_dir: Path
+    meta: dict[str, Any]
+    config: Any  # DetectorConfig
+    calibration: Any  # Calibration
+    backend: Any  # Backend
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.model_dir.name)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        threshold: float | None = None,
+        batch_size: int = 8,
+        names: Sequence[str] | None = None,
+    ) -> list[Prediction]:
+        """Predict one image or many (a list); returns one :class:`Prediction` per image, in order."""
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        threshold = check_threshold(threshold)
+        if not 1 <= batch_size <= 256:
+            raise SettingsError(f"batch size must be between 1 and 256, got {batch_size}")
+        labels = list(names) if names is not None else [_name_of(item, i) for i, item in enumerate(items)]
+        results: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            results.extend(self._predict_batch(chunk, labels[start : start + batch_size], threshold))
+        return results
+
+    def _predict_batch(self, items: Iterable[ImageInput], names: list[str], threshold: float) -> list[Prediction]:
+        begin = time.perf_counter()
+        rgbs = [load_image(item, name) for item, name in zip(items, names)]
+        batch = to_batch(rgbs, self.config.image_size)
+        prepared = time.perf_counter()
+        raw_scores, raw_maps = self.backend.run(batch)
+        ran = time.perf_counter()
+        scores = self.calibration.normalize_scores(raw_scores)
+        maps = self.calibration.normalize_maps(raw_maps) if self.config.segmentation else None
+        outputs = []
+        for index, rgb in enumerate(rgbs):
+            amap = None if maps is None else _resize_map(maps[index], rgb.shape[:2])
+            outputs.append((rgb, amap))
+        done = time.perf_counter()
+        count = len(rgbs)
+        timings = {
+            "preprocess": 1000 * (prepared - begin) / count,
+            "model": 1000 * (ran - prepared) / count,
+            "postprocess": 1000 * (done - ran) / count,
+        }
+        return [
+            Prediction(
+                name=name, image=rgb, score=float(scores[i]), raw_score=float(raw_scores[i]), anomaly_map=amap,
+                threshold=threshold, backend=self.backend.name, device=self.backend.device, model=self.name,
+                timings_ms=dict(timings),
+            )
+            for i, (name, (rgb, amap)) in enumerate(zip(names, outputs))
+        ]
+
+
+def _resize_map(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if amap.shape == size:
+        return amap.astype(np.float32, copy=False)
+    return cv2.resize(amap.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _name_of(item: Any, index: int) -> str:
+    if isinstance(item, (str, Path)):
+        return Path(item).name
+    filename = getattr(item, "filename", None)
+    return Path(filename).name if filename else f"image_{index}"

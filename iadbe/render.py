@@ -1,0 +1,134 @@
+"""Pictures of a prediction, drawn with numpy and OpenCV (no matplotlib, no windows).
+
+The heatmap colour scale is anchored to the model's calibration: 0.5 is the threshold on every
+image, so the same colour means the same evidence everywhere (nothing is stretched per image).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iadbe.errors import SettingsError
+
+RED = (255, 40, 40)
+YELLOW = (255, 220, 0)
+GREEN = (40, 200, 80)
+
+
+def _check_opacity(opacity: float) -> float:
+    if not 0.0 <= float(opacity) <= 1.0:
+        raise SettingsError(f"opacity must be in [0, 1], got {opacity!r}")
+    return float(opacity)
+
+
+def colorize(anomaly_map: np.ndarray) -> np.ndarray:
+    """RGB uint8 JET colours of a normalised map (0 blue, 0.5 = threshold green-yellow, 1 red)."""
+    import cv2
+
+    scaled = np.clip(anomaly_map * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1]
+
+
+def heatmap_overlay(image: np.ndarray, anomaly_map: np.ndarray | None, opacity: float = 0.5) -> np.ndarray:
+    if anomaly_map is None:
+        return image.copy()
+    alpha = np.float32(_check_opacity(opacity))
+    blended = image.astype(np.float32) * (1 - alpha) + colorize(anomaly_map).astype(np.float32) * alpha
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray | None, opacity: float = 0.5) -> np.ndarray:
+    if mask is None:
+        return image.copy()
+    alpha = np.float32(_check_opacity(opacity))
+    out = image.astype(np.float32)
+    out[mask] = out[mask] * (1 - alpha) + np.asarray(RED, np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def contour_overlay(image: np.ndarray, mask: np.ndarray | None, thickness: int | None = None) -> np.ndarray:
+    import cv2
+
+    out = np.ascontiguousarray(image.copy())
+    if mask is None or not mask.any():
+        return out
+    thickness = thickness or max(1, round(min(image.shape[:2]) / 200))
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, YELLOW, thickness)
+    return out
+
+
+def mask_image(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """The binary mask as a black/white RGB picture."""
+    if mask is None:
+        return np.zeros((*shape, 3), np.uint8)
+    return np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
+
+
+def panel(views: dict[str, np.ndarray], caption: str = "") -> np.ndarray:
+    """Views side by side with a title above each and an optional caption line below."""
+    import cv2
+
+    height = max(view.shape[0] for view in views.values())
+    bar = max(18, height // 14)
+    tiles = []
+    for title, view in views.items():
+        if view.shape[0] != height:
+            width = round(view.shape[1] * height / view.shape[0])
+            view = cv2.resize(view, (width, height), interpolation=cv2.INTER_AREA)
+        tile = np.full((height + bar, view.shape[1], 3), 255, np.uint8)
+        tile[bar:] = view
+        _text(tile, title, (4, bar - 5), bar / 30)
+        tiles.append(tile)
+        tiles.append(np.full((height + bar, 4, 3), 255, np.uint8))
+    out = np.concatenate(tiles[:-1], axis=1)
+    if caption:
+        foot = np.full((bar + 4, out.shape[1], 3), 255, np.uint8)
+        _text(foot, caption, (4, bar - 2), bar / 30)
+        out = np.concatenate([out, foot], axis=0)
+    return out
+
+
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    import cv2
+
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, max(0.35, scale), (20, 20, 20), 1, cv2.LINE_AA)
+
+
+def render_prediction(prediction: Any, opacity: float = 0.5, threshold: float | None = None) -> dict[str, np.ndarray]:
+    """All pictures of one prediction: original, heatmap, mask, contours and a side-by-side panel."""
+    if threshold is not None:
+        prediction = prediction.with_threshold(threshold)
+    image, amap, mask = prediction.image, prediction.anomaly_map, prediction.mask
+    views = {
+        "original": image,
+        "heatmap": heatmap_overlay(image, amap, opacity),
+        "mask": mask_overlay(image, mask, opacity),
+        "contours": contour_overlay(image, mask),
+    }
+    caption = f"{prediction.name}: {prediction.label_text} (score {prediction.score:.3f}, threshold {prediction.threshold:.2f})"
+    views["panel"] = panel({k: v for k, v in views.items()}, caption)
+    return views
+
+
+def new_output_dir(root: Path) -> Path:
+    """A fresh folder per request, so concurrent requests never overwrite each other's files."""
+    folder = Path(root) / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def save_views(views: dict[str, np.ndarray], folder: Path, stem: str) -> dict[str, Path]:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for kind, picture in views.items():
+        path = folder / f"{stem}_{kind}.png"
+        cv2.imwrite(str(path), picture[..., ::-1])
+        paths[kind] = path
+    return paths

@@ -1,0 +1,76 @@
+"""The detector registry: the study's models, their defaults, layer mapping and runs-here reasons."""
+
+import pytest
+
+from iadbe.errors import SettingsError
+from iadbe.models import all_specs, check_availability, get_spec, list_models, resolve_config
+from iadbe.models.layers import map_layers
+
+STUDY_MODELS = {"cfa", "cflow", "csflow", "dfkde", "dfm", "draem", "dsr", "fastflow", "fre", "ganomaly", "padim",
+                "patchcore", "reverse_distillation", "rkde", "stfpm", "uflow"}
+
+
+def test_every_study_model_and_the_extra_three_are_registered():
+    names = {spec.name for spec in all_specs()}
+    assert STUDY_MODELS <= names
+    assert {"efficient_ad", "supersimplenet", "dinomaly"} <= names
+    assert {spec.name for spec in all_specs() if spec.in_study} == STUDY_MODELS
+
+
+def test_every_model_says_whether_it_runs_here_with_a_reason():
+    rows = {row.model: row for row in list_models()}
+    assert set(rows) == {spec.name for spec in all_specs()}
+    for row in rows.values():
+        assert row.reason
+    assert not rows["rkde"].runs_here and "removed" in rows["rkde"].reason
+
+
+def test_aliases():
+    assert get_spec("RD").name == "reverse_distillation"
+    assert get_spec("PatchCore").name == "patchcore"
+    with pytest.raises(SettingsError, match="known models"):
+        get_spec("nope")
+
+
+def test_study_layers_map_by_stride_onto_lite0():
+    assert map_layers("tf_efficientnet_lite0", ["layer1", "layer2", "layer3", "layer4"]) == [
+        "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
+    assert map_layers("resnet18", ["layer2"]) == ["layer2"]
+
+
+def test_study_defaults_survive_into_the_config():
+    config = resolve_config("patchcore", "tf_efficientnet_lite0")
+    assert config.init_args["coreset_sampling_ratio"] == 0.1
+    assert config.init_args["num_neighbors"] == 9
+    assert config.init_args["layers"] == ["blocks.2", "blocks.4"]
+    assert config.mean == (0.5, 0.5, 0.5)  # the backbone's own statistics
+    assert "pre_trained" not in config.init_args
+
+
+def test_fre_input_dim_is_derived_from_the_backbone():
+    config = resolve_config("fre", "tf_efficientnet_lite0", 256)
+    assert config.init_args["input_dim"] == 112 * 8 * 8
+
+
+@pytest.mark.parametrize("size", [0, -256, 100, 100000])
+def test_bad_image_sizes(size):
+    with pytest.raises(SettingsError):
+        resolve_config("padim", "tf_efficientnet_lite0", size)
+
+
+def test_bad_epochs():
+    with pytest.raises(SettingsError):
+        resolve_config("stfpm", "tf_efficientnet_lite0", 256, max_epochs=-1)
+
+
+def test_fixed_backbone_models_refuse_others():
+    with pytest.raises(SettingsError, match="accepts only"):
+        resolve_config("fastflow", "tf_efficientnet_lite0")
+
+
+def test_lite_models_run_here_once_weights_are_converted():
+    from iadbe.backbones import ensure_offline_backbones
+
+    ensure_offline_backbones()
+    assert check_availability(get_spec("padim")).runs_here
+    assert check_availability(get_spec("patchcore")).runs_here
