@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the catalogue (manifest + local store), or every detector")
     p.add_argument("--all", action="store_true", help="list every detector of the study and whether it runs here")
+    p.add_argument("--download", metavar="ID", help="download (and verify) a manifest model into the cache")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
@@ -253,6 +254,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.download:
+        from iadbe import hub
+        from iadbe.catalog import find_manifest_entry
+        from iadbe.errors import ModelUnavailableError
+
+        entry = find_manifest_entry(args.download)
+        if entry is None:
+            raise ModelUnavailableError(f"{args.download}: not in the manifest; `iadbe models` lists the ids")
+        print(f"downloaded and verified {args.download} into {hub.download_model(entry)}")
+        return 0
     if args.all:
         from iadbe.models import get_spec, list_models
 
