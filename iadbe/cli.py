@@ -85,19 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest file to add/update the entry in")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("benchmark", help="run models x datasets and write tables and plots")
-    p.add_argument("--models", required=True, help="comma separated, e.g. padim,patchcore")
-    _add_dataset_args(p)
-    p.add_argument("--categories", help="comma separated or 'all'")
-    p.add_argument("--backbone")
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--max-epochs", type=int)
-    p.add_argument("--max-train-images", type=int)
-    p.add_argument("--seeds", default="0")
-    p.add_argument("--out", required=True)
-    p.add_argument("--compare-study", action="store_true")
-    p.set_defaults(func=cmd_benchmark)
-
     p = sub.add_parser("serve", help="start the Gradio app")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
@@ -313,12 +300,6 @@ def cmd_push(args: argparse.Namespace) -> int:
                         manifest_path=Path(args.manifest) if args.manifest else None)
     print(f"pushed {len(result.files)} files to {result.url} at revision {result.revision}")
     return 0
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from iadbe.benchmark import run_benchmark_cli
-
-    return run_benchmark_cli(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
