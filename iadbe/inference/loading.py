@@ -66,8 +66,12 @@ def load_model(ref: str | Path, backend: str = "auto", *, token: str | None = No
     if backend not in BACKENDS:
         raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     model_dir = resolve_model_dir(ref, token=token)
-    kind, device = choose_backend(backend, model_dir)
     config_path = model_dir / "iadbe.json"
+    if not config_path.is_file():
+        from iadbe import store
+
+        store.read_config(model_dir)  # raises the right error (pickled checkpoint, not a model directory)
+    kind, device = choose_backend(backend, model_dir)
     key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device)
     return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device))
 
