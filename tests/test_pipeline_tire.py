@@ -62,11 +62,12 @@ def test_patchcore_image_auroc_target(trained):
 
 
 def test_padim_image_auroc(trained):
-    assert trained["padim"].metrics["image_AUROC"] >= 0.70
+    # measured 0.769 with the regularised Gaussian fit (iadbe/models/padim.py)
+    assert trained["padim"].metrics["image_AUROC"] >= 0.75
 
 
-@pytest.mark.xfail(strict=True, reason="open: PaDiM-Lite0 pixel AUROC on tire is ~0.51 with anomalib's Gaussian fit")
-def test_padim_pixel_auroc_target(trained):
+def test_padim_pixel_auroc(trained):
+    # anomalib's own fit (covariance eps 0.01) gave 0.51 here; the regularised fit gives 0.954
     assert trained["padim"].metrics["pixel_AUROC"] >= 0.85
 
 

@@ -87,7 +87,17 @@ def resolve_config(
     return DetectorConfig(
         model=spec.name, init_args=init_args, backbone=backbone, image_size=size, mean=mean, std=std,
         segmentation=spec.segmentation, max_epochs=epochs, train_batch_size=spec.train_batch_size,
+        extra=_default_extra(spec.name),
     )
+
+
+def _default_extra(model: str) -> dict[str, Any]:
+    """IADBE-side settings that are not anomalib init arguments, recorded in ``iadbe.json``."""
+    if model == "padim":
+        from iadbe.models.padim import DEFAULT_RELATIVE_EPS
+
+        return {"padim_relative_eps": DEFAULT_RELATIVE_EPS}
+    return {}
 
 
 def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
@@ -120,6 +130,11 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
         from iadbe.models.coreset import install_fast_coreset
 
         install_fast_coreset(module.model)
+    if spec.name == "padim":
+        # anomalib's fixed 0.01 covariance eps is far too small for EfficientNet features; see padim.py.
+        from iadbe.models.padim import DEFAULT_RELATIVE_EPS, install_regularized_fit
+
+        install_regularized_fit(module.model, config.extra.get("padim_relative_eps", DEFAULT_RELATIVE_EPS))
     return module
 
 
