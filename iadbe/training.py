@@ -118,6 +118,7 @@ def train(
     if len(train_samples) != len(splits.train):
         report += f"\ntraining on a seeded subset of {len(train_samples)} of {len(splits.train)} normal images"
     logger.info("%s", report)
+    _check_train_size(config, len(train_samples))
 
     _seed_everything(seed)
     if config.backbone:
@@ -301,6 +302,19 @@ def _ProgressCallback(progress: ProgressFn, batches: int) -> Any:  # noqa: N802 
 
 def _span(progress: ProgressFn, start: float, width: float, label: str) -> ProgressFn:
     return lambda fraction, message: progress(start + width * fraction, f"{label}: {message}")
+
+
+def minimum_train_images(config: Any) -> int:
+    """Fewest normal images a detector can be fitted on (a covariance or a PCA needs more than one)."""
+    if config.model == "dfkde":
+        return int(config.init_args.get("n_pca_components", 16)) + 1  # PCA rank, else the KDE fit fails
+    return 2
+
+
+def _check_train_size(config: Any, count: int) -> None:
+    needed = minimum_train_images(config)
+    if count < needed:
+        raise SettingsError(f"{config.model} needs at least {needed} training images (normal ones), got {count}")
 
 
 def _subset(samples: Sequence[Any], limit: int | None, seed: int) -> list[Any]:

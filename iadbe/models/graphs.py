@@ -1,14 +1,31 @@
 """Inference forwards that stay correct for any batch size once traced for export.
 
-anomalib 2.7's PatchCore forward loops over chunks with Python ``range`` and ``min`` on the batch
-size, so a traced graph bakes in the example batch (its own export came out fixed at batch 2).
-The function below computes exactly the same scores (same nearest neighbours, same re-weighting
-from the paper) with tensor ops only. Tested against anomalib's forward in tests/test_graphs.py.
+``openvino.convert_model`` traces the graph with an example batch of 2. anomalib 2.7's torch forwards
+for several models take Python ints from shapes (``len(features)``, ``range(n)``, ``min(...)``,
+``view(batch_size, -1)``), so the traced graph bakes in that batch and fails (or silently reads
+past the end) at batch 1 or 8 in OpenVINO. The functions below compute exactly the same numbers as
+anomalib's eval-mode forwards with tensor ops whose shapes follow the input:
+
+* PatchCore: nearest neighbours and the paper's re-weighting without the chunk loop.
+* DFM: ``len(features)`` + ``view(batch_size, -1)`` and PCA's in-place ``features -= mean``.
+* FRE: ``len(features_in)`` + ``view(batch_size, -1)``.
+* DFKDE: ``len(...)`` + ``view`` and the Gaussian KDE's Python loop over the batch.
+* CFLOW: the loop over fixed-size "fiber" chunks (its count and the last ``arange`` are Python
+  ints); here all fibers of a layer go through the flow at once, as anomalib itself does under
+  ``torch.compile``. Note anomalib's CFLOW normalises its map by maxima over the *whole batch*,
+  so a CFLOW score depends on the other images in the same batch; this is kept as is.
+  Its flow blocks also use ``Softplus(beta=0.5)``, whose ``beta`` OpenVINO's PyTorch frontend drops
+  (checked with 2026.4): the graph computes it as a beta-1 softplus (bitwise equal in torch).
+
+PaDiM, STFPM, GANomaly, DRAEM and SuperSimpleNet trace correctly with anomalib's own forward.
+``GRAPH_CHECKS`` refuses, with the reason, a model that cannot give scores (an unfitted DFKDE).
+Tested against anomalib's forwards and through OpenVINO in tests/test_model_smoke.py.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
 
 def patchcore_forward(model: Any, images: Any) -> Any:
@@ -44,13 +61,182 @@ def patchcore_forward(model: Any, images: Any) -> Any:
     return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
 
+def dfm_forward(model: Any, images: Any) -> Any:
+    """anomalib ``DFMModel.forward`` in eval mode, batch-dynamic (``fre`` and ``nll`` score types)."""
+    from anomalib.data import InferenceBatch
+    from torch.nn import functional as F
+
+    features = model.feature_extractor(images)[model.layer]
+    if model.pooling_kernel_size > 1:
+        features = F.avg_pool2d(input=features, kernel_size=model.pooling_kernel_size)
+    flat = features.flatten(1)
+    # PCA.transform subtracts the mean in place, so anomalib's FRE compares the *centred* features
+    # with their reconstruction (no mean added back): same here, without the in-place op.
+    centred = flat - model.pca_model.mean
+    projected = centred @ model.pca_model.singular_vectors
+    if model.score_type == "nll":
+        return InferenceBatch(pred_score=model.gaussian_model.score_samples(projected), anomaly_map=None)
+    if model.score_type != "fre":
+        raise ValueError(f"unsupported score type: {model.score_type}")
+    reconstructed = projected @ model.pca_model.singular_vectors.transpose(-2, -1)
+    fre = (centred - reconstructed).square()
+    score = fre.sum(dim=1)
+    score_map = fre.reshape(-1, *features.shape[1:]).sum(dim=1).unsqueeze(1)
+    anomaly_map = F.interpolate(score_map, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
+
+
+def fre_forward(model: Any, images: Any) -> Any:
+    """anomalib ``FREModel.forward`` (eval mode), batch-dynamic."""
+    from anomalib.data import InferenceBatch
+    from torch.nn import functional as F
+
+    features = model.feature_extractor(images)[model.layer]
+    if model.pooling_kernel_size > 1:
+        features = F.avg_pool2d(input=features, kernel_size=model.pooling_kernel_size)
+    features_in = features.flatten(1)
+    features_out = model.fre_model(features_in)
+    fre = (features_in - features_out).square().reshape(-1, *features.shape[1:])
+    anomaly_map = fre.sum(1)
+    score = anomaly_map.sum((1, 2))
+    anomaly_map = F.interpolate(anomaly_map.unsqueeze(1), size=images.shape[-2:], mode="bilinear",
+                                align_corners=False)
+    return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
+
+
+def dfkde_forward(model: Any, images: Any) -> Any:
+    """anomalib ``DfkdeModel.forward`` in eval mode, batch-dynamic (image score only, no map)."""
+    import torch
+    from anomalib.data import InferenceBatch
+    from anomalib.models.components.classification import FeatureScalingMethod
+    from torch.nn import functional as F
+
+    classifier = model.classifier
+    layer_outputs = model.feature_extractor(images)
+    pooled = [F.adaptive_avg_pool2d(input=output, output_size=(1, 1)).flatten(1) for output in layer_outputs.values()]
+    features = torch.cat(pooled)  # anomalib concatenates along dim 0 (one layer in practice)
+    features = (features - classifier.pca_model.mean) @ classifier.pca_model.singular_vectors
+    if classifier.feature_scaling_method == FeatureScalingMethod.NORM:
+        features = features / torch.linalg.norm(features, ord=2, dim=1)[:, None]
+    elif classifier.feature_scaling_method == FeatureScalingMethod.SCALE:
+        features = features / classifier.max_length
+    else:
+        raise RuntimeError("Unknown pre-processing mode. Available modes are: Normalized and Scale.")
+    kde = classifier.kde_model
+    features = features @ kde.bw_transform
+    distances = ((kde.dataset.unsqueeze(0) - features.unsqueeze(1)) ** 2).sum(dim=2)  # (B, M)
+    estimate = (torch.exp(-distances / 2) * kde.norm).mean(dim=1)
+    estimate = estimate + 1e-300  # as anomalib (a no-op in float32)
+    return InferenceBatch(pred_score=classifier.compute_probabilities(torch.log(estimate)))
+
+
+def check_dfkde_fitted(model: Any) -> None:
+    """Refuse an unfitted DFKDE with the reason (anomalib would fail later with a shape error)."""
+    from iadbe.errors import SettingsError
+
+    classifier = model.classifier
+    if classifier.pca_model.mean.numel() == 0 or classifier.kde_model.dataset.numel() == 0:
+        components = classifier.n_pca_components
+        raise SettingsError(
+            "DFKDE was not fitted: anomalib's KDEClassifier.fit silently skips fitting when it gets fewer "
+            f"feature vectors (one per training image) than n_pca_components ({components}), and its "
+            f"Gaussian KDE over {components} PCA components needs at least {components + 1} training images "
+            "(fewer make the covariance singular); train on more images or lower n_pca_components"
+        )
+
+
+def cflow_forward(model: Any, images: Any) -> Any:
+    """anomalib ``CflowModel.forward`` in eval mode, batch-dynamic.
+
+    Every fiber (feature vector at one position) goes through the flow independently, so running all
+    of them at once gives the same log-likelihoods as anomalib's chunks of ``fiber_batch_size``.
+    """
+    import torch
+    from anomalib.data import InferenceBatch
+
+    model.encoder.eval()
+    model.decoders.eval()
+    activation = model.encoder(images)
+    image_size = images.shape[-2:]
+    layer_maps = []
+    with _openvino_safe_softplus(model.decoders):
+        for layer_idx, layer in enumerate(model.pool_layers):
+            layer_maps.append(_cflow_layer_map(model, layer_idx, activation[layer], image_size))
+    score_map = torch.zeros_like(layer_maps[0])
+    for layer_map in layer_maps:
+        score_map = score_map + layer_map
+    anomaly_map = score_map.max() - score_map
+    pred_score = torch.amax(anomaly_map, dim=(-2, -1))
+    return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+
+def _cflow_layer_map(model: Any, layer_idx: int, activations: Any, image_size: Any) -> Any:
+    """Log-likelihood map of one CFLOW layer at ``image_size`` (before the sum over layers)."""
+    import torch
+    from anomalib.models.image.cflow.utils import get_logp, positional_encoding_2d
+    from torch.nn import functional as F
+
+    _, channels, height, width = activations.shape  # B x C x H x W
+    positions = positional_encoding_2d(model.condition_vector, height, width).to(activations.device)
+    positions = positions.reshape(model.condition_vector, height * width).transpose(0, 1)  # HW x P
+    c_r = positions.unsqueeze(0).expand(activations.shape[0], -1, -1).reshape(-1, model.condition_vector)
+    e_r = activations.permute(0, 2, 3, 1).reshape(-1, channels)  # BHW x C, rows in (b, h, w) order
+    p_u, log_jac_det = model.decoders[layer_idx](e_r, [c_r])
+    distribution = get_logp(channels, p_u, log_jac_det) / channels
+    # AnomalyMapGenerator.compute_anomaly_map: the max is taken over the whole batch, as anomalib
+    probabilities = torch.exp(distribution - distribution.max())
+    layer_map = probabilities.reshape(-1, height, width)
+    layer_map = F.interpolate(layer_map.unsqueeze(1), size=image_size, mode="bilinear", align_corners=True)
+    return layer_map.squeeze(1)
+
+
+def _softplus_beta_half_times_tenth(input_tensor: Any) -> Any:
+    """anomalib's ``0.1 * nn.Softplus(beta=0.5)(x)`` written with a beta-1 softplus (bitwise equal in torch).
+
+    OpenVINO's PyTorch frontend (checked with 2026.4) converts ``aten::softplus`` to its ``SoftPlus`` op
+    and drops ``beta`` and ``threshold``, which changed CFLOW's flow outputs by several percent.
+    """
+    from torch.nn import functional as F
+
+    return 0.1 * (F.softplus(0.5 * input_tensor) / 0.5)
+
+
+@contextlib.contextmanager
+def _openvino_safe_softplus(decoders: Any) -> Iterator[None]:
+    """Within this block, the flow blocks of ``decoders`` use :func:`_softplus_beta_half_times_tenth`."""
+    from anomalib.models.components.flow import all_in_one_block
+
+    original = all_in_one_block._global_scale_softplus_activation  # noqa: SLF001
+    blocks = [m for m in decoders.modules() if getattr(m, "global_scale_activation", None) is original]
+    for block in blocks:
+        block.global_scale_activation = _softplus_beta_half_times_tenth
+    try:
+        yield
+    finally:
+        for block in blocks:
+            block.global_scale_activation = original
+
+
 #: anomalib torch model class name -> batch-dynamic forward.
-GRAPH_FORWARDS: dict[str, Callable[[Any, Any], Any]] = {"PatchcoreModel": patchcore_forward}
+GRAPH_FORWARDS: dict[str, Callable[[Any, Any], Any]] = {
+    "PatchcoreModel": patchcore_forward,
+    "DFMModel": dfm_forward,
+    "FREModel": fre_forward,
+    "DfkdeModel": dfkde_forward,
+    "CflowModel": cflow_forward,
+}
+
+
+#: anomalib torch model class name -> check run when the graph is built (clear errors, not traced).
+GRAPH_CHECKS: dict[str, Callable[[Any], None]] = {"DfkdeModel": check_dfkde_fitted}
 
 
 def forward_for(model: Any) -> Callable[[Any], Any]:
     """The forward to use in the inference graph for ``model``."""
-    special = GRAPH_FORWARDS.get(type(model).__name__)
+    name = type(model).__name__
+    if name in GRAPH_CHECKS:
+        GRAPH_CHECKS[name](model)
+    special = GRAPH_FORWARDS.get(name)
     if special is None:
         return model
     return lambda images: special(model, images)
