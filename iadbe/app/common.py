@@ -1,0 +1,179 @@
+"""What every tab of the app shares: limits, output folders, the error boundary, the model catalogue.
+
+The app is a thin caller of the library: these helpers turn Gradio's inputs into library arguments and
+library errors into messages a user can act on. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from iadbe import constants
+
+logger = logging.getLogger("iadbe.app")
+
+#: Upload cap of the server (datasets come as zips; images are far smaller).
+MAX_FILE_SIZE = "500mb"
+#: Images are shown and written at most this many pixels on their long side (scores are not affected:
+#: the model sees the full image, resized to its own input size).
+DISPLAY_MAX_SIDE = 1024
+#: Files per batch request.
+MAX_BATCH_FILES = 64
+#: Concurrent runs of light events (predict, re-render); heavy events have their own limits below.
+DEFAULT_CONCURRENCY = 2
+#: Events waiting in the queue before new ones are refused.
+QUEUE_MAX_SIZE = 32
+#: Per-request output folders older than this are removed when a new one is made.
+OUTPUT_MAX_AGE_S = 24 * 3600
+DEMO_LABEL = "DEMO (synthetic defects)"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_root() -> Path:
+    """The only folder the app writes files for users to download (and the only ``allowed_paths``)."""
+    return constants.IADBE_HOME / "app_outputs"
+
+
+def request_dir(kind: str) -> Path:
+    """A fresh folder for one request (``render.new_output_dir``); old request folders are pruned."""
+    from iadbe.render import new_output_dir
+
+    parent = output_root() / kind
+    _prune(parent, OUTPUT_MAX_AGE_S)
+    return new_output_dir(parent)
+
+
+def _prune(parent: Path, max_age_s: float) -> None:
+    if not parent.is_dir():
+        return
+    limit = time.time() - max_age_s
+    for child in parent.iterdir():
+        try:
+            if child.is_dir() and child.stat().st_mtime < limit:
+                shutil.rmtree(child, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def fail(message: str, title: str = "Error") -> Exception:
+    """A ``gr.Error`` for a user mistake: shown in the browser, not printed as a traceback in the server log."""
+    import gradio as gr
+
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def user_errors(fn: F) -> F:
+    """The error boundary of every event handler.
+
+    ``IADBEError`` (the library's user-facing errors) becomes ``gr.Error`` with its message as is; anything
+    else is logged with its traceback and shown as a short "unexpected error" message. Either way the app
+    keeps serving. Messages go through ``hub.redact`` so no token can reach the browser.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import gradio as gr
+
+        from iadbe.errors import IADBEError
+
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except IADBEError as error:
+            message = redact(str(error))
+            logger.info("%s: %s: %s", fn.__name__, type(error).__name__, message.splitlines()[0] if message else "")
+            raise fail(message, type(error).__name__) from None
+        except MemoryError:
+            logger.exception("out of memory in %s", fn.__name__)
+            raise fail("Out of memory: try a smaller image, fewer files or a smaller image size.") from None
+        except Exception as error:  # noqa: BLE001 - the boundary: log, tell the user, keep serving
+            logger.exception("unexpected error in %s", fn.__name__)
+            raise fail(f"Unexpected error ({type(error).__name__}: {redact(str(error))[:300]}). "
+                       "The app is still running; the server log has the details.") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def redact(text: str, token: str | None = None) -> str:
+    from iadbe.hub import redact as hub_redact
+
+    return hub_redact(text, token)
+
+
+def file_path(value: Any) -> str | None:
+    """The local path of a Gradio file value (a path string, a FileData dict, or an object with ``.path``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (str, Path)):
+        return str(value)
+    if isinstance(value, dict):
+        return value.get("path") or None
+    return getattr(value, "path", None) or getattr(value, "name", None)
+
+
+def original_name(value: Any, default: str = "image") -> str:
+    """The name the user's file had (Gradio stores uploads under generated folders)."""
+    if isinstance(value, dict) and value.get("orig_name"):
+        return Path(str(value["orig_name"])).name
+    path = file_path(value)
+    return Path(path).name if path else default
+
+
+# --------------------------------------------------------------------------- catalogue
+def entry_label(entry: Any) -> str:
+    """The catalogue label, marked ``DEMO (synthetic defects)`` for demo models."""
+    from iadbe.demo import is_demo
+
+    label = entry.label()
+    return f"{DEMO_LABEL} {label}" if is_demo(entry.id) else label
+
+
+def model_choices(local_only: bool = False) -> list[tuple[str, str]]:
+    """(label, model id) of every catalogue model; ids are what ``/predict`` takes."""
+    from iadbe.catalog import build_catalog
+
+    return [(entry_label(e), e.id) for e in build_catalog() if not local_only or e.source == "local"]
+
+
+def default_model(choices: list[tuple[str, str]]) -> str | None:
+    """The first local non-demo model, else the first model, else None."""
+    from iadbe.demo import is_demo
+
+    ids = [value for _, value in choices]
+    return next((i for i in ids if not is_demo(i)), ids[0] if ids else None)
+
+
+def resolve_model(value: Any) -> str:
+    """Check that ``value`` names a catalogue model (id, location or label); return what ``load_model`` takes.
+
+    Local models resolve to their directory, manifest models to their id (so the download is verified
+    against the manifest's checksums). Anything else is refused: the app never loads arbitrary paths.
+    """
+    from iadbe.catalog import build_catalog
+
+    text = str(value or "").strip()
+    if not text:
+        raise fail("Pick a model first (the Models tab lists them; train one in the Training tab).")
+    for entry in build_catalog():
+        if text in (entry.id, entry.location, entry_label(entry), entry.label()):
+            return entry.location if entry.source == "local" else entry.id
+    raise fail(f"Unknown model {text!r}: use a model id from the Models tab (or the /models endpoint).")
+
+
+def dropdown_update(value: Any = None, local_only: bool = False, multiselect: bool = False) -> Any:
+    """A ``gr.update`` refreshing a model dropdown's choices (keeping ``value`` when it still exists)."""
+    import gradio as gr
+
+    choices = model_choices(local_only)
+    ids = {v for _, v in choices}
+    if multiselect:
+        kept = [v for v in (value or []) if v in ids]
+        return gr.update(choices=choices, value=kept)
+    return gr.update(choices=choices, value=value if value in ids else default_model(choices))

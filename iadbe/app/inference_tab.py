@@ -1,0 +1,277 @@
+"""Inference tab: one image, a batch of images, and several models side by side.
+
+Handlers call ``load_model(...).predict(...)`` and ``render_prediction(...)``; the last prediction is kept
+in ``gr.State`` so the threshold and opacity sliders re-draw the pictures without running the model again.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from iadbe.app.common import (
+    DISPLAY_MAX_SIDE,
+    MAX_BATCH_FILES,
+    default_model,
+    fail,
+    file_path,
+    model_choices,
+    original_name,
+    request_dir,
+    resolve_model,
+    user_errors,
+)
+
+BACKENDS = ["auto", "torch", "openvino"]
+VIEWS = ("heatmap", "mask", "contours")
+
+
+# --------------------------------------------------------------------------- helpers
+def _load(model_id: Any, backend: str) -> Any:
+    from iadbe.inference import load_model
+
+    return load_model(resolve_model(model_id), backend=str(backend or "auto"))
+
+
+def for_display(prediction: Any, max_side: int = DISPLAY_MAX_SIDE) -> Any:
+    """The prediction with its image and map shrunk to ``max_side`` (score and label unchanged)."""
+    import cv2
+
+    height, width = prediction.image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1.0:
+        return prediction
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = cv2.resize(prediction.image, size, interpolation=cv2.INTER_AREA)
+    amap = prediction.anomaly_map
+    if amap is not None:
+        amap = cv2.resize(amap, size, interpolation=cv2.INTER_LINEAR)
+    return dataclasses.replace(prediction, image=image, anomaly_map=amap)
+
+
+def _run_info(prediction: Any) -> str:
+    ms = sum(prediction.timings_ms.values())
+    return f"{prediction.backend} on {prediction.device}, {ms:.1f} ms (model {prediction.timings_ms['model']:.1f} ms)"
+
+
+def _details(prediction: Any, model: Any, original_size: tuple[int, int]) -> dict[str, Any]:
+    from iadbe.demo import is_demo
+
+    meta = model.meta
+    return {
+        **prediction.summary(),
+        "model_id": model.model_dir.name,
+        "model": model.name,
+        "demo": is_demo(model.name) or is_demo(model.model_dir.name),
+        "detector": meta.get("model"),
+        "backbone": meta.get("backbone"),
+        "model_image_size": meta.get("image_size"),
+        "image_size": [original_size[0], original_size[1]],
+        "dataset": (meta.get("dataset") or {}).get("name"),
+        "test_metrics": meta.get("metrics"),
+    }
+
+
+def _check_threshold(threshold: Any) -> float:
+    from iadbe.inference.predictor import check_threshold
+
+    return check_threshold(threshold)
+
+
+# --------------------------------------------------------------------------- single image
+@user_errors
+def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: float) -> tuple:
+    """``/predict``: (original, heatmap, mask, contours, score, label, run info, details, state)."""
+    from iadbe.render import render_prediction
+
+    path = file_path(image)
+    if not path:
+        raise fail("Upload an image first (or click one of the examples).")
+    threshold = _check_threshold(threshold)
+    model = _load(model_id, backend)
+    prediction = model.predict(path, threshold=threshold, names=[original_name(image)])[0]
+    shown = for_display(prediction)
+    views = render_prediction(shown, opacity)
+    details = _details(prediction, model, prediction.image.shape[:2])
+    return (views["original"], views["heatmap"], views["mask"], views["contours"], round(prediction.score, 6),
+            prediction.label_text, _run_info(prediction), details, {"prediction": shown, "details": details})
+
+
+@user_errors
+def rerender(state: Any, threshold: float, opacity: float) -> tuple:
+    """``/rerender``: the last prediction drawn with a new threshold / opacity (the model does not run)."""
+    from iadbe.render import render_prediction
+
+    if not state:
+        return (gr.skip(),) * 5
+    threshold = _check_threshold(threshold)
+    prediction = state["prediction"]
+    views = render_prediction(prediction, opacity, threshold)
+    label = prediction.with_threshold(threshold).label_text
+    details = {**state["details"], "threshold": threshold, "label": label}
+    return views["heatmap"], views["mask"], views["contours"], label, details
+
+
+# --------------------------------------------------------------------------- batch
+@user_errors
+def predict_batch(files: Any, model_id: Any, backend: str, threshold: float, opacity: float,
+                  progress: Any = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
+    """``/predict_batch``: (gallery, table rows, zip path, summary)."""
+    from iadbe.errors import ImageError
+
+    paths = [file_path(f) for f in (files or []) if file_path(f)]
+    if not paths:
+        raise fail("Upload one or more images.")
+    if len(paths) > MAX_BATCH_FILES:
+        raise fail(f"{len(paths)} files: at most {MAX_BATCH_FILES} per batch.")
+    threshold = _check_threshold(threshold)
+    model = _load(model_id, backend)
+    out = request_dir("batch")
+    rows, gallery, failed = [], [], []
+    for index, (value, path) in enumerate(zip(files, paths, strict=True)):
+        name = original_name(value, Path(path).name)
+        if progress is not None:
+            progress((index, len(paths)), desc=f"{name}")
+        try:
+            prediction = model.predict(path, threshold=threshold, names=[name])[0]
+        except ImageError as error:
+            failed.append(str(error))
+            rows.append([name, None, "error", None, str(error)])
+            continue
+        stem = f"{len(gallery):04d}_{Path(name).stem}"
+        saved = _save_prediction(for_display(prediction), opacity, out, stem)
+        gallery.append((str(saved["heatmap"]), f"{name}: {prediction.label_text} ({prediction.score:.3f})"))
+        ms = round(sum(prediction.timings_ms.values()), 2)
+        rows.append([name, round(prediction.score, 6), prediction.label_text, ms, ""])
+    if not gallery:
+        raise fail("No image could be read: " + "; ".join(failed[:5]))
+    if failed:
+        gr.Warning(f"{len(failed)} file(s) skipped: " + "; ".join(failed[:3]))
+    archive = _write_zip(out, rows)
+    anomalous = sum(row[2] == "anomalous" for row in rows)
+    summary = (f"{len(gallery)} images on {model.backend_name} ({model.device}); {anomalous} anomalous"
+               + (f"; {len(failed)} skipped" if failed else ""))
+    return gallery, rows, str(archive), summary
+
+
+def _save_prediction(prediction: Any, opacity: float, out: Path, stem: str) -> dict[str, Path]:
+    from iadbe.render import mask_image, render_prediction, save_views
+
+    views = render_prediction(prediction, opacity)
+    saved = save_views({k: views[k] for k in VIEWS}, out / "overlays", stem)
+    saved.update(save_views({"mask": mask_image(prediction.mask, prediction.image.shape[:2])}, out / "masks", stem))
+    return saved
+
+
+def _write_zip(out: Path, rows: list[list[Any]]) -> Path:
+    with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(BATCH_HEADERS)
+        writer.writerows(rows)
+    archive = out / "predictions.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and path != archive:
+                bundle.write(path, path.relative_to(out).as_posix())
+    return archive
+
+
+BATCH_HEADERS = ["file", "score", "label", "ms", "error"]
+
+
+# --------------------------------------------------------------------------- compare
+@user_errors
+def compare(image: Any, model_ids: Any, backend: str, threshold: float, opacity: float) -> tuple:
+    """``/compare``: (gallery of one panel per model, table rows)."""
+    from iadbe.render import render_prediction
+
+    path = file_path(image)
+    if not path:
+        raise fail("Upload an image first.")
+    ids = [m for m in (model_ids or []) if m] if isinstance(model_ids, (list, tuple)) else [model_ids]
+    if len(ids) < 2:
+        raise fail("Pick at least two models to compare.")
+    threshold = _check_threshold(threshold)
+    gallery, rows = [], []
+    for model_id in ids:
+        model = _load(model_id, backend)
+        prediction = model.predict(path, threshold=threshold, names=[original_name(image)])[0]
+        views = render_prediction(for_display(prediction, DISPLAY_MAX_SIDE // 2), opacity)
+        caption = f"{model_id}: {prediction.label_text} ({prediction.score:.3f}), {_run_info(prediction)}"
+        gallery.append((views["panel"], caption))
+        rows.append([str(model_id), round(prediction.score, 6), prediction.label_text, prediction.backend,
+                     round(sum(prediction.timings_ms.values()), 2)])
+    return gallery, rows
+
+
+# --------------------------------------------------------------------------- UI
+def build(examples: list[Path]) -> dict[str, Any]:
+    """The Inference tab's components (inside an open ``gr.Tab``); returns the model dropdowns."""
+    choices = model_choices()
+    with gr.Row():
+        model = gr.Dropdown(choices=choices, value=default_model(choices), label="model",
+                            allow_custom_value=True, scale=4)
+        backend = gr.Radio(BACKENDS, value="auto", label="backend", scale=2)
+        refresh = gr.Button("↻ models", scale=0, min_width=90)
+    with gr.Row():
+        threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="threshold (0.5 = calibrated)")
+        opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="heatmap opacity")
+    state = gr.State(None)
+    with gr.Tab("Single image"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(type="filepath", label="image", sources=["upload", "clipboard"], height=320,
+                                 elem_id="input-image")
+                run = gr.Button("Detect", variant="primary", elem_id="detect")
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=[image], label="examples (demo texture)",
+                                elem_id="examples")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    score = gr.Number(label="score", precision=4, elem_id="score")
+                    label = gr.Textbox(label="label", elem_id="label")
+                    info = gr.Textbox(label="run (backend, device, latency)", scale=2)
+                with gr.Row():
+                    original = gr.Image(label="original", format="png", interactive=False)
+                    heatmap = gr.Image(label="heatmap", format="png", interactive=False, elem_id="heatmap")
+                with gr.Row():
+                    mask = gr.Image(label="mask", format="png", interactive=False)
+                    contours = gr.Image(label="contours", format="png", interactive=False)
+                details = gr.JSON(label="details")
+        run.click(predict, [image, model, backend, threshold, opacity],
+                  [original, heatmap, mask, contours, score, label, info, details, state],
+                  api_name="predict", preprocess=False)
+        gr.on([threshold.change, opacity.change], rerender, [state, threshold, opacity],
+              [heatmap, mask, contours, label, details], api_name="rerender", trigger_mode="always_last",
+              show_progress="hidden")
+    with gr.Tab("Batch"):
+        files = gr.File(file_count="multiple", label=f"images (up to {MAX_BATCH_FILES})", type="filepath")
+        run_batch = gr.Button("Detect all", variant="primary")
+        batch_summary = gr.Markdown(label="summary")
+        with gr.Row():
+            gallery = gr.Gallery(label="heatmaps", columns=4, height=420)
+            with gr.Column():
+                table = gr.Dataframe(headers=BATCH_HEADERS, label="results", interactive=False)
+                archive = gr.File(label="zip (overlays, masks, predictions.csv)", interactive=False)
+        run_batch.click(predict_batch, [files, model, backend, threshold, opacity],
+                        [gallery, table, archive, batch_summary], api_name="predict_batch",
+                        concurrency_limit=1, concurrency_id="batch")
+    with gr.Tab("Compare"):
+        with gr.Row():
+            compare_models = gr.Dropdown(choices=choices, multiselect=True, label="models (2 or more)",
+                                         allow_custom_value=True, scale=3)
+            compare_image = gr.Image(type="filepath", label="image", height=240, scale=2)
+        run_compare = gr.Button("Compare", variant="primary")
+        compare_gallery = gr.Gallery(label="one panel per model", columns=1, height="auto")
+        compare_table = gr.Dataframe(headers=["model", "score", "label", "backend", "ms"], label="scores",
+                                     interactive=False)
+        run_compare.click(compare, [compare_image, compare_models, backend, threshold, opacity],
+                          [compare_gallery, compare_table], api_name="compare", preprocess=False,
+                          concurrency_limit=1, concurrency_id="batch")
+    return {"model": model, "compare_models": compare_models, "refresh": refresh}
+

@@ -1,0 +1,50 @@
+"""``launch()``: serve the app (queue, limits, allowed paths) and start the background setup."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from iadbe.app.common import DEFAULT_CONCURRENCY, MAX_FILE_SIZE, QUEUE_MAX_SIZE, output_root
+
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 7860
+
+
+def server_address(host: str | None = None, port: int | None = None) -> tuple[str, int]:
+    """(host, port): the arguments, else ``GRADIO_SERVER_NAME`` / ``PORT`` / ``GRADIO_SERVER_PORT``,
+    else 0.0.0.0:7860."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
+    raw = port or os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT
+    try:
+        return host, int(raw)
+    except ValueError:
+        raise SystemExit(f"invalid port {raw!r} (PORT / GRADIO_SERVER_PORT)") from None
+
+
+def launch(host: str | None = None, port: int | None = None, *, prevent_thread_lock: bool = False,
+           quiet: bool = False) -> Any:
+    """Build and serve the app; blocks unless ``prevent_thread_lock`` (then returns the running Blocks).
+
+    Nothing here waits on the network. When the catalogue is empty the demo model is built in a
+    background thread (about a minute, once) while the app already answers.
+    """
+    from iadbe.app.startup import announce_setup, start_background_setup
+    from iadbe.app.ui import build_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning_fabric", "anomalib", "timm"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    outputs = output_root()
+    outputs.mkdir(parents=True, exist_ok=True)
+    announce_setup()
+    demo = build_app()
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    server_name, server_port = server_address(host, port)
+    demo.launch(server_name=server_name, server_port=server_port, share=False, max_file_size=MAX_FILE_SIZE,
+                allowed_paths=[str(outputs)], show_error=True, prevent_thread_lock=True, quiet=quiet)
+    start_background_setup()  # after the server answers: its imports (torch) would slow the start down
+    if not prevent_thread_lock:
+        demo.block_thread()
+    return demo

@@ -1,0 +1,263 @@
+"""Training tab: inspect a dataset, train a detector (one job at a time, cancellable), publish it.
+
+Training is ``iadbe.training.train(...)``. It writes the model directory in a staging folder and renames it
+into the store only at the very end, so a cancelled or crashed run leaves nothing behind; this module
+writes nothing else before the run has succeeded.
+
+Cancelling: Gradio's ``cancels=`` stops the event, but a function already running in a worker thread
+keeps running. So the Cancel button also sets a flag for the user's session, and the progress callback
+given to ``train`` raises :class:`TrainingCancelled` at its next call (every training batch, validation
+and test chunk); training stops there and the staging folder is removed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from iadbe.app.common import (
+    fail,
+    file_path,
+    model_choices,
+    redact,
+    request_dir,
+    resolve_model,
+    user_errors,
+)
+
+METRIC_HEADERS = ["metric", "value (%)"]
+GALLERY_IMAGES = 4
+
+_TRAIN_LOCK = threading.Lock()  # one training at a time in this process (also after a cancel)
+_FLAGS: dict[str, threading.Event] = {}
+_FLAGS_LOCK = threading.Lock()
+
+
+class TrainingCancelled(Exception):
+    """Raised from the progress callback when the user pressed Cancel."""
+
+
+def _session(request: gr.Request | None) -> str:
+    return str(getattr(request, "session_hash", None) or "default")
+
+
+# --------------------------------------------------------------------------- dataset
+def dataset_root(dataset_zip: Any, dataset_path: Any) -> str | Path:
+    """The dataset argument for the library: an uploaded zip, a local folder, or a Hub dataset (downloaded)."""
+    uploaded = file_path(dataset_zip)
+    text = str(dataset_path or "").strip()
+    if uploaded:
+        return uploaded
+    if text.startswith("hf://"):
+        from iadbe.hub import download_dataset
+
+        return download_dataset(text)
+    if text:
+        return Path(text).expanduser()
+    raise fail("Upload a dataset zip, or type a folder on the server or hf://datasets/OWNER/NAME.")
+
+
+@user_errors
+def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any) -> str:
+    """``/inspect``: the detection report of the dataset (layout, counts, masks, how val is built)."""
+    from iadbe.data import load_dataset
+
+    root = dataset_root(dataset_zip, dataset_path)
+    return load_dataset("folder", root, str(category or "").strip() or None).report()
+
+
+# --------------------------------------------------------------------------- train
+def _number(value: Any, what: str) -> int | None:
+    """0 or empty -> None (the library's default); else a positive integer."""
+    if value in (None, ""):
+        return None
+    try:
+        number = int(float(value))
+    except (TypeError, ValueError):
+        raise fail(f"{what} must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise fail(f"{what} must be 0 (default) or positive, got {number}")
+    return number or None
+
+
+@user_errors
+def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, backbone: Any, image_size: Any,
+                max_epochs: Any, max_train_images: Any, name: Any, request: gr.Request,
+                progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
+    """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result)."""
+    from iadbe.training import train
+
+    size = _number(image_size, "image size") or 256
+    epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
+    detector = str(model or "").strip()
+    if not detector:
+        raise fail("Pick a model to train.")
+    root = dataset_root(dataset_zip, dataset_path)
+    key, flag = _session(request), threading.Event()
+    with _FLAGS_LOCK:
+        _FLAGS[key] = flag
+    try:
+        progress(0.0, desc="waiting for the previous training to finish")
+        with _TRAIN_LOCK:
+            if flag.is_set():
+                raise TrainingCancelled
+
+            def report(fraction: float, message: str) -> None:
+                if flag.is_set() and fraction < 1.0:
+                    raise TrainingCancelled
+                progress(min(max(fraction, 0.0), 1.0), desc=message)
+
+            result = train(detector, "folder", root, category=str(category or "").strip() or None,
+                           backbone=str(backbone or "").strip() or None, image_size=size, max_epochs=epochs,
+                           max_train_images=limit, name=str(name or "").strip() or None, progress=report)
+    except TrainingCancelled:
+        raise fail("Training cancelled: nothing was written to the model store.", title="Cancelled") from None
+    finally:
+        with _FLAGS_LOCK:
+            if _FLAGS.get(key) is flag:
+                del _FLAGS[key]
+    rows = [[metric, round(100 * value, 2) if math.isfinite(value) else None]
+            for metric, value in result.metrics.items()]
+    summary = {"model_id": result.model_dir.name, "model_dir": str(result.model_dir), "metrics": result.metrics,
+               "training_time_s": round(result.training_time_s, 2)}
+    status = (f"Trained **{result.model_dir.name}** in {result.training_time_s:.1f} s (fit); "
+              "it is now in the model lists.")
+    return status, rows, result.dataset_report, _test_gallery(result), summary
+
+
+def _test_gallery(result: Any) -> list[tuple[str, str]]:
+    """A few test images (anomalous first) predicted by the new model, as heatmap panels."""
+    from iadbe.app.inference_tab import for_display
+    from iadbe.inference import load_model
+    from iadbe.render import render_prediction, save_views
+
+    outputs = result.test_outputs
+    if outputs is None or not outputs.paths:
+        return []
+    order = sorted(range(len(outputs.paths)), key=lambda i: -int(outputs.labels[i]))
+    anomalous = [i for i in order if outputs.labels[i]][: GALLERY_IMAGES - 1]
+    normal = [i for i in order if not outputs.labels[i]][: GALLERY_IMAGES - len(anomalous)]
+    picks = [outputs.paths[i] for i in anomalous + normal]
+    try:
+        predictions = load_model(result.model_dir).predict(picks)
+    except Exception:  # noqa: BLE001 - the model is stored; the pictures are a bonus
+        return []
+    out = request_dir("train")
+    gallery = []
+    for index, prediction in enumerate(predictions):
+        views = render_prediction(for_display(prediction, 512))
+        saved = save_views({"panel": views["panel"]}, out, f"{index:02d}_{Path(prediction.name).stem}")
+        gallery.append((str(saved["panel"]), f"{prediction.name}: {prediction.label_text} ({prediction.score:.3f})"))
+    return gallery
+
+
+@user_errors
+def cancel_training(request: gr.Request) -> str:
+    """``/cancel``: stop this session's training at its next progress step."""
+    with _FLAGS_LOCK:
+        flag = _FLAGS.get(_session(request))
+    if flag is None:
+        return "No training of yours is running."
+    flag.set()
+    return "Cancelling: the run stops at its next step; nothing is written to the model store."
+
+
+# --------------------------------------------------------------------------- push
+@user_errors
+def push(model_id: Any, repo_id: Any, private: Any, token: Any, path_in_repo: Any) -> tuple[str, str]:
+    """``/push``: publish a local model to the Hub in one commit; returns (message, "" for the token box)."""
+    from iadbe.errors import IADBEError
+    from iadbe.hub import push_model
+
+    secret = str(token or "").strip() or None
+    repo = str(repo_id or "").strip()
+    if not repo:
+        raise fail("Type the repo id (OWNER/NAME) to publish to.")
+    location = Path(resolve_model(model_id))
+    if not location.is_dir():
+        raise fail("Only models of the local store can be pushed (this one comes from the Hub).")
+    if secret is None and not _server_token():
+        raise fail("Pushing needs a Hugging Face token with write access: paste one in the token field "
+                       "(it is not stored or shown) or set HF_TOKEN on the server.", title="No token")
+    try:
+        result = push_model(location, repo, private=bool(private), path_in_repo=str(path_in_repo or "").strip(),
+                            token=secret)
+    except IADBEError as error:
+        raise fail(redact(str(error), secret), title=type(error).__name__) from None
+    except Exception as error:  # noqa: BLE001 - the token must not leak through an unexpected message
+        raise fail(f"Push failed ({type(error).__name__}: {redact(str(error), secret)[:300]})") from None
+    message = (f"Pushed {len(result.files)} files to [{result.repo_id}]({result.url}) in one commit "
+               f"(`{result.revision[:12]}`). Load it with `iadbe.load_model(\"{result.hf_ref}\")`.")
+    return message, ""
+
+
+def _server_token() -> bool:
+    if os.environ.get("HF_TOKEN"):
+        return True
+    try:
+        from huggingface_hub import get_token
+
+        return bool(get_token())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+# --------------------------------------------------------------------------- UI
+def build() -> dict[str, Any]:
+    """The Training tab's components (inside an open ``gr.Tab``); returns components ``ui`` wires further."""
+    from iadbe.app.startup import all_detectors
+
+    with gr.Row():
+        with gr.Column():
+            dataset_zip = gr.File(label="dataset zip (good/ + defect/ [+ masks/], MVTec, YOLO ...)",
+                                  file_types=[".zip"], type="filepath")
+            dataset_path = gr.Textbox(label="... or a folder on the server, or hf://datasets/OWNER/NAME")
+            category = gr.Textbox(label="category (only when the dataset holds several)")
+            inspect = gr.Button("Inspect")
+        report = gr.Textbox(label="dataset report", lines=14, max_lines=30)
+    with gr.Row():
+        model = gr.Dropdown(choices=all_detectors(), value="padim", label="model (runs here)",
+                            allow_custom_value=True)
+        backbone = gr.Dropdown(choices=["tf_efficientnet_lite0"], value="tf_efficientnet_lite0",
+                               label="backbone", allow_custom_value=True)
+        image_size = gr.Slider(64, 512, value=256, step=32, label="image size")
+    with gr.Row():
+        max_epochs = gr.Number(value=0, precision=0, label="max epochs (0 = model default)")
+        max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
+        name = gr.Textbox(label="model name (optional)")
+    with gr.Row():
+        start = gr.Button("Train", variant="primary")
+        stop = gr.Button("Cancel", variant="stop")
+    status = gr.Markdown(label="status")
+    with gr.Row():
+        metrics = gr.Dataframe(headers=METRIC_HEADERS, label="test metrics", interactive=False)
+        samples = gr.Gallery(label="test images with heatmaps", columns=2, height=420)
+    result = gr.JSON(label="result", visible=False)
+    with gr.Accordion("Publish a model to the Hugging Face Hub", open=False):
+        with gr.Row():
+            push_model_id = gr.Dropdown(choices=model_choices(local_only=True), label="local model",
+                                        allow_custom_value=True)
+            repo_id = gr.Textbox(label="repo id (OWNER/NAME)")
+            path_in_repo = gr.Textbox(label="folder in the repo (optional)")
+        with gr.Row():
+            private = gr.Checkbox(label="private (when the repo is created)")
+            token = gr.Textbox(label="token", type="password",
+                               placeholder="hf_... (or set HF_TOKEN on the server); never stored or shown")
+            push_button = gr.Button("Push")
+        push_status = gr.Markdown(label="push result")
+
+    inspect.click(inspect_dataset, [dataset_zip, dataset_path, category], report, api_name="inspect",
+                  concurrency_limit=1, concurrency_id="inspect")
+    job = start.click(train_model, [dataset_zip, dataset_path, category, model, backbone, image_size, max_epochs,
+                                    max_train, name], [status, metrics, report, samples, result],
+                      api_name="train", concurrency_limit=1, concurrency_id="train")
+    stop.click(cancel_training, None, status, cancels=[job], api_name="cancel", concurrency_limit=None,
+               concurrency_id="cancel")
+    push_button.click(push, [push_model_id, repo_id, private, token, path_in_repo], [push_status, token],
+                      api_name="push", concurrency_limit=1, concurrency_id="push")
+    return {"job": job, "model": model, "backbone": backbone, "push_model": push_model_id}

@@ -1,0 +1,93 @@
+"""``build_app()``: the Gradio Blocks of IADBE, assembled from one module per tab.
+
+API endpoints (``gradio_client``), all with stable names: ``/predict``, ``/rerender``, ``/predict_batch``,
+``/compare``, ``/inspect``, ``/train``, ``/cancel``, ``/push``, ``/models``, ``/models_all``, ``/benchmark``,
+``/benchmark_results``, ``/benchmark_result``, ``/refresh_models`` and ``/status`` (the demo model's build).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from iadbe.app import benchmark_tab, inference_tab, models_tab, startup, training_tab
+from iadbe.app.common import DEMO_LABEL, dropdown_update, logger, user_errors
+
+INTRO = f"""\
+# IADBE: industrial anomaly detection
+Upload a picture of a part: the model marks where it differs from the good parts it was trained on.
+Scores are calibrated on validation data, so **0.5 is the decision threshold of every model**.
+Models labelled **{DEMO_LABEL}** were trained on a texture photograph with painted-on defects: they show
+how the app works, their numbers say nothing about real parts.
+"""
+
+
+def _examples() -> list[Path]:
+    from iadbe.demo import demo_examples
+
+    try:
+        return demo_examples()
+    except Exception:  # noqa: BLE001 - no examples is better than no app (read-only home, ...)
+        logger.exception("cannot prepare the demo example images")
+        return []
+
+
+@user_errors
+def refresh_models(model: Any, compare_models: Any, push_model: Any) -> tuple:
+    """``/refresh_models``: fresh choices for the three model dropdowns (values kept when still there)."""
+    return (dropdown_update(model), dropdown_update(compare_models, multiselect=True),
+            dropdown_update(push_model, local_only=True))
+
+
+@user_errors
+def poll_status(model: Any, compare_models: Any, push_model: Any) -> tuple:
+    """``/status``: the background setup's status; when it is done, stop polling and refresh the lists."""
+    if startup.STATUS.busy:
+        return (startup.STATUS.markdown(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    return (startup.STATUS.markdown(), gr.Timer(active=False), *refresh_models(model, compare_models, push_model))
+
+
+@user_errors
+def training_choices(model: Any, backbone: Any) -> tuple:
+    """The detectors and backbones that run here (the first call imports torch: after the page is up)."""
+    models = startup.runnable_models()
+    backbones = list(startup.available_backbones())
+    names = {value for _, value in models}
+    return (gr.update(choices=models, value=model if model in names else (models[0][1] if models else None)),
+            gr.update(choices=backbones, value=backbone if backbone in backbones else
+                      ("tf_efficientnet_lite0" if "tf_efficientnet_lite0" in backbones else None)))
+
+
+def build_app() -> gr.Blocks:
+    """The whole app, not launched (``launch()`` adds the queue and the server settings)."""
+    examples = _examples()
+    with gr.Blocks(title="IADBE", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
+        gr.Markdown(INTRO)
+        status = gr.Markdown(startup.STATUS.markdown(), label="status")
+        timer = gr.Timer(2.0, active=startup.STATUS.busy)
+        with gr.Tab("Inference"):
+            inference = inference_tab.build(examples)
+        with gr.Tab("Training"):
+            training = training_tab.build()
+        with gr.Tab("Models"):
+            models = models_tab.build()
+        with gr.Tab("Benchmark"):
+            benchmark_tab.build()
+
+        dropdowns = [inference["model"], inference["compare_models"], training["push_model"]]
+        inference["refresh"].click(refresh_models, dropdowns, dropdowns, api_name="refresh_models")
+        training["job"].then(refresh_models, dropdowns, dropdowns, api_visibility="private")
+        timer.tick(poll_status, dropdowns, [status, timer, *dropdowns], api_visibility="private",
+                   show_progress="hidden")
+        gr.api(startup.describe, api_name="status")
+        demo.load(lambda: (startup.STATUS.markdown(), gr.Timer(active=startup.STATUS.busy)), None, [status, timer],
+                  api_visibility="private", show_progress="hidden")
+        demo.load(refresh_models, dropdowns, dropdowns, api_visibility="private", show_progress="hidden")
+        demo.load(training_choices, [training["model"], training["backbone"]],
+                  [training["model"], training["backbone"]], api_visibility="private", show_progress="hidden")
+        demo.load(models_tab.catalog_rows, None, models["catalog"], api_visibility="private", show_progress="hidden")
+        demo.load(models_tab.cached_detector_rows, None, models["detectors"], api_visibility="private",
+                  show_progress="hidden")
+    return demo

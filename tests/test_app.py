@@ -1,0 +1,351 @@
+"""The Gradio app end to end: a real server in a subprocess, driven through ``gradio_client``.
+
+A small PaDiM (64 px, synthetic folder dataset) is trained once per session into a temporary model
+store; the app is started on a free port with ``IADBE_HOME`` / ``IADBE_MODEL_STORE`` pointing there.
+``tests/test_browser.py`` reuses the same server (:func:`running_app`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PROJECT = Path(__file__).resolve().parents[1]
+FIXTURE_MODEL = "app-test-padim"
+START_TIMEOUT_S = 120
+
+
+# --------------------------------------------------------------------------- data
+def make_parts_dataset(root: Path, seed: int = 0, size: int = 64, good: int = 14, defects: int = 4) -> Path:
+    """A tiny ``good/`` + ``defect/`` + ``masks/`` dataset: noisy flat texture, bright square defects."""
+    rng = np.random.default_rng(seed)
+    for folder in ("good", "defect", "masks"):
+        (root / folder).mkdir(parents=True)
+    base = rng.integers(90, 160, (size, size, 3)).astype(np.int16)
+    for index in range(good):
+        image = np.clip(base + rng.integers(-12, 12, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "good" / f"{index:03d}.png")
+    for index in range(defects):
+        image = np.clip(base + rng.integers(-12, 12, base.shape), 0, 255).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        y, x = rng.integers(4, size - 20, 2)
+        image[y : y + 14, x : x + 14] = 250
+        mask[y : y + 14, x : x + 14] = 255
+        Image.fromarray(image).save(root / "defect" / f"d{index:03d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"d{index:03d}.png")
+    return root
+
+
+def zip_folder(folder: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                bundle.write(path, Path(folder.name) / path.relative_to(folder))
+    return archive
+
+
+# --------------------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AppServer:
+    url: str
+    home: Path
+    store: Path
+    data: Path
+    log: Path
+    process: subprocess.Popen
+    start_s: float
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def start_app(home: Path, store: Path, data: Path, hub_url: str) -> AppServer:
+    """``iadbe.app.launch`` in a subprocess on a free port; returns once the page answers.
+
+    The only Hub it can reach is the test server at ``hub_url``; it has no token of its own.
+    """
+    port = free_port()
+    env = {**os.environ, "IADBE_HOME": str(home), "IADBE_MODEL_STORE": str(store), "HF_ENDPOINT": hub_url,
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(home / "gradio_tmp"),
+           "HF_TOKEN_PATH": str(home / "no_hf_token")}
+    for name in ("PORT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        env.pop(name, None)
+    log = home / "server.log"
+    code = f"from iadbe.app import launch; launch('127.0.0.1', {port})"
+    begin = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT, env=env, stdout=log.open("wb"),
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    server = AppServer(url, home, store, data, log, process, 0.0)
+    while time.perf_counter() - begin < START_TIMEOUT_S:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    server.start_s = time.perf_counter() - begin
+                    return server
+        except OSError:
+            time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"the app did not answer within {START_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+_SERVER: list[AppServer] = []
+
+
+def running_app(tmp_path_factory: pytest.TempPathFactory, hub_server) -> AppServer:
+    """One app server per test session (with the fixture model in its store), shared by both test files."""
+    if _SERVER and _SERVER[0].process.poll() is None:
+        return _SERVER[0]
+    from iadbe.training import train
+
+    base = tmp_path_factory.mktemp("app")
+    home, store = base / "home", base / "home" / "models"
+    data = make_parts_dataset(base / "parts")
+    train("padim", "folder", data, backbone="tf_efficientnet_lite0", image_size=64, out=store / FIXTURE_MODEL)
+    server = start_app(home, store, data, hub_server.url)
+    atexit.register(server.stop)  # also when only tests/test_browser.py runs
+    _SERVER[:] = [server]
+    return server
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory, hub_server):
+    server = running_app(tmp_path_factory, hub_server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def client(app_server: AppServer):
+    from gradio_client import Client
+
+    return Client(app_server.url, verbose=False)
+
+
+# --------------------------------------------------------------------------- tests
+def test_importing_the_app_imports_neither_torch_nor_gradio():
+    code = "import sys, iadbe.app; print(sorted(m for m in ('torch', 'gradio', 'anomalib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_server_address_reads_the_environment(monkeypatch):
+    from iadbe.app.server import server_address
+
+    for name in ("PORT", "GRADIO_SERVER_PORT", "GRADIO_SERVER_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert server_address() == ("0.0.0.0", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7001")
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.1")
+    assert server_address() == ("127.0.0.1", 7001)
+    monkeypatch.setenv("PORT", "8080")
+    assert server_address() == ("127.0.0.1", 8080)
+    assert server_address("::", 9000) == ("::", 9000)
+
+
+def test_demo_dataset_layout_and_examples(tmp_path, monkeypatch):
+    from iadbe import constants
+    from iadbe.data import load_dataset
+    from iadbe.demo import CROP, N_DEFECT, N_GOOD, build_demo_dataset, demo_examples
+
+    monkeypatch.setattr(constants, "IADBE_HOME", tmp_path)
+    root = build_demo_dataset()
+    assert root == tmp_path / "demo_dataset"
+    assert len(list((root / "good").glob("*.png"))) == N_GOOD
+    defects = sorted((root / "defect").glob("*.png"))
+    assert len(defects) == N_DEFECT
+    for image in defects:
+        mask = np.asarray(Image.open(root / "masks" / image.name))
+        assert mask.shape == (CROP, CROP) and 0 < (mask > 0).mean() < 0.2
+    assert np.asarray(Image.open(defects[0])).shape == (CROP, CROP, 3)
+    splits = load_dataset("folder", root)
+    assert splits.layout == "good_defect" and sum(s.mask is not None for s in splits.test) == N_DEFECT
+    examples = demo_examples()
+    assert any(p.parent.name == "good" for p in examples) and any(p.parent.name == "defect" for p in examples)
+    assert build_demo_dataset() == root  # second call: nothing rebuilt
+
+
+def test_app_starts_fast_and_lists_the_model(app_server, client):
+    print(f"app start: {app_server.start_s:.1f} s")
+    assert app_server.start_s < 60, app_server.log_tail()
+    table = client.predict(api_name="/models")
+    ids = [row[0] for row in table["data"]]
+    assert FIXTURE_MODEL in ids
+    assert client.predict(api_name="/status")["state"] in {"ready", "idle"}
+
+
+def test_predict_rerender_and_bad_images(app_server, client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    image = sorted((app_server.data / "defect").glob("*.png"))[0]
+    began = time.perf_counter()
+    original, heatmap, mask, contours, score, label, run, details = client.predict(
+        handle_file(str(image)), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")
+    print(f"/predict: {time.perf_counter() - began:.2f} s, {run}")
+    assert 0.0 <= score <= 1.0 and label in {"normal", "anomalous"}
+    assert details["backend"] in {"torch", "openvino"} and details["file"] == image.name
+    for path in (original, heatmap, mask, contours):
+        assert Image.open(path).size == (64, 64)
+    assert np.abs(np.asarray(Image.open(heatmap), np.int16) - np.asarray(Image.open(original), np.int16)).mean() > 1
+
+    # the sliders re-draw the kept prediction: the model does not run again
+    heatmap2, _, _, label2, details2 = client.predict(1.0, 0.9, api_name="/rerender")
+    assert label2 == "normal" and details2["threshold"] == 1.0 and Path(heatmap2).is_file()
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(500))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    huge = tmp_path / "huge.png"
+    Image.new("1", (10_000, 9_000)).save(huge)  # 90 MP: above the decompression-bomb limit
+    for bad, message in ((corrupt, "not an image|corrupt|truncated"), (empty, "empty"), (huge, "above the limit")):
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(str(bad)), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")
+    with pytest.raises(AppError, match="Unknown model"):
+        client.predict(handle_file(str(image)), "/etc", "auto", 0.5, 0.5, api_name="/predict")
+
+    # still serving
+    again = client.predict(handle_file(str(image)), FIXTURE_MODEL, "torch", 0.5, 0.5, api_name="/predict")
+    assert again[4] == pytest.approx(score, abs=0.02) and again[7]["backend"] == "torch"
+
+
+def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_path):
+    from gradio_client import handle_file
+
+    data = app_server.data
+    images = sorted((data / "good").glob("*.png"))[:2] + sorted((data / "defect").glob("*.png"))[:1]
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    gallery, table, archive, summary = client.predict(
+        [handle_file(str(p)) for p in [*images, bad]], FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict_batch")
+    assert len(gallery) == 3 and "1 skipped" in summary
+    rows = {row[0]: row for row in table["data"]}
+    assert rows["bad.jpg"][2] == "error" and all(0 <= rows[p.name][1] <= 1 for p in images)
+    with zipfile.ZipFile(archive) as bundle:
+        names = set(bundle.namelist())
+    assert "predictions.csv" in names
+    assert sum(n.startswith("overlays/") for n in names) == 9 and sum(n.startswith("masks/") for n in names) == 3
+
+
+def test_inspect_cancel_train_then_predict_and_compare(app_server, client, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    data = make_parts_dataset(tmp_path / "widgets", seed=1)
+    archive = zip_folder(data, tmp_path / "widgets.zip")
+    report = client.predict(handle_file(str(archive)), "", "", api_name="/inspect")
+    assert "good_defect" in report and "masks for all 4 anomalous images" in report
+    wrong = tmp_path / "wrong.zip"
+    wrong.write_bytes(os.urandom(300))
+    with pytest.raises(AppError, match="neither a folder nor a zip"):
+        client.predict(handle_file(str(wrong)), "", "", api_name="/inspect")
+
+    # a cancelled run leaves nothing in the store (STFPM for 500 epochs: the cancel surely lands mid-run)
+    job = client.submit(handle_file(str(archive)), "", "", "stfpm", "tf_efficientnet_lite0", 64, 500, 0,
+                        "app-test-cancelled", api_name="/train")
+    deadline = time.time() + 60
+    while time.time() < deadline and not client.predict(api_name="/cancel").startswith("Cancelling"):
+        time.sleep(0.5)  # /cancel answers "No training of yours is running." until the run has started
+    with pytest.raises(AppError, match="Training cancelled"):
+        job.result(timeout=120)
+
+    began = time.perf_counter()
+    status, metrics, _, gallery, result = client.predict(
+        handle_file(str(archive)), "", "", "padim", "tf_efficientnet_lite0", 64, 1, 0, "app-test-trained",
+        api_name="/train")
+    print(f"/train (after a cancelled run): {time.perf_counter() - began:.1f} s")
+    assert "app-test-trained" in status and result["model_id"] == "app-test-trained"
+    values = {row[0]: row[1] for row in metrics["data"]}
+    assert "image_AUROC" in values and 0 <= values["image_AUROC"] <= 100
+    assert gallery and all(Path(item["image"]).is_file() for item in gallery)
+    store = sorted(p.name for p in app_server.store.iterdir())
+    assert "app-test-trained" in store and "app-test-cancelled" not in store
+    assert not [name for name in store if name.startswith(".partial")], store
+
+    fresh = Client(app_server.url, verbose=False)  # a new session: the model is not in its initial choices
+    ids = [row[0] for row in fresh.predict(api_name="/models")["data"]]
+    assert "app-test-trained" in ids
+    image = sorted((data / "defect").glob("*.png"))[0]
+    score = fresh.predict(handle_file(str(image)), "app-test-trained", "auto", 0.5, 0.5, api_name="/predict")[4]
+    assert 0 <= score <= 1
+    panels, scores = fresh.predict(handle_file(str(image)), [FIXTURE_MODEL, "app-test-trained"], "auto", 0.5, 0.5,
+                                   api_name="/compare")
+    assert len(panels) == 2 and [row[0] for row in scores["data"]] == [FIXTURE_MODEL, "app-test-trained"]
+
+
+def test_push_needs_a_valid_token_and_never_echoes_it(app_server, client, hub_server):
+    from gradio_client.exceptions import AppError
+    from hub_server import HUB_TOKEN, HUB_USER
+
+    repo = f"{HUB_USER}/app-push"
+    with pytest.raises(AppError, match="needs a Hugging Face token"):
+        client.predict(FIXTURE_MODEL, repo, False, "", "", api_name="/push")
+    wrong = "hf_" + "Wrong" * 7
+    with pytest.raises(AppError, match="token missing or invalid") as caught:
+        client.predict(FIXTURE_MODEL, repo, False, wrong, "", api_name="/push")
+    assert wrong not in str(caught.value)
+    message, token_box = client.predict(FIXTURE_MODEL, repo, True, HUB_TOKEN, "padim/parts", api_name="/push")
+    assert message.startswith("Pushed") and f"hf://{repo}/padim/parts@" in message and token_box == ""
+    assert HUB_TOKEN not in message
+    log = app_server.log.read_text(encoding="utf-8", errors="replace")
+    assert HUB_TOKEN not in log and wrong not in log
+
+
+def test_benchmark_tab_without_the_module_shows_the_note(client):
+    from gradio_client.exceptions import AppError
+
+    from iadbe.app.benchmark_tab import available
+
+    if available():
+        pytest.skip("iadbe.benchmark exists: its own tests cover it")
+    with pytest.raises(AppError, match="not part of this build"):
+        client.predict("padim", "folder", "/nowhere", "", 64, 0, api_name="/benchmark")
+
+
+@pytest.mark.slow
+def test_demo_model_builds_in_about_a_minute(tmp_path, monkeypatch):
+    from iadbe import constants
+    from iadbe.demo import DEMO_NAME, ensure_demo_model
+
+    monkeypatch.setattr(constants, "IADBE_HOME", tmp_path)
+    monkeypatch.setattr(constants, "MODEL_STORE", tmp_path / "models")
+    began = time.perf_counter()
+    model_dir = ensure_demo_model()
+    took = time.perf_counter() - began
+    meta = json.loads((model_dir / "iadbe.json").read_text())
+    print(f"demo model: {took:.0f} s, {meta['metrics']}")
+    assert model_dir == tmp_path / "models" / DEMO_NAME and meta["name"].startswith("demo-")
+    assert meta["metrics"]["image_AUROC"] >= 0.9 and meta["metrics"]["pixel_AUROC"] >= 0.9
+    assert took < 300
+    assert ensure_demo_model() == model_dir  # cached: no second training

@@ -1,0 +1,89 @@
+"""The app in a real browser: headless Chromium (Debian's ``chromium`` package) driven by Playwright.
+
+Uploads a real image (a MVTec 3D-AD tire image when ``../shared/data`` is there, else a demo texture
+image), runs the detector, waits for the heatmap, and saves a screenshot of every tab under
+``test-artifacts/screenshots/``. Playwright's own browser download is never used
+(``executable_path=/usr/bin/chromium``); the test is skipped with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from test_app import FIXTURE_MODEL, PROJECT, running_app
+
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update"]
+SCREENSHOTS = PROJECT / "test-artifacts" / "screenshots"
+TIRE = PROJECT.parent / "shared" / "data" / "mvtec_3d" / "tire" / "test" / "cut" / "rgb" / "000.png"
+TABS = ("Training", "Models", "Benchmark")
+LABEL_SHOWN = "() => ((document.querySelector('#label textarea') || {}).value || '').length > 0"
+
+if not CHROMIUM.is_file():
+    pytest.skip("no Chromium at /usr/bin/chromium: `apt-get install -y chromium` to run the browser test",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="`pip install playwright` to run the browser test")
+
+
+@pytest.fixture(scope="module")
+def browser_page(tmp_path_factory, hub_server):
+    server = running_app(tmp_path_factory, hub_server)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        yield server, page
+        browser.close()
+
+
+def _real_image(server) -> Path:
+    if TIRE.is_file():
+        return TIRE
+    return sorted((server.home / "demo_dataset" / "defect").glob("*.png"))[0]
+
+
+def _label(page) -> str:
+    return page.locator("#label textarea").input_value()
+
+
+def test_upload_detect_and_screenshot_every_tab(browser_page):
+    server, page = browser_page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    page.goto(server.url)
+    page.locator("#detect").wait_for()
+    loaded = time.perf_counter() - began
+
+    page.locator("#input-image input[type=file]").set_input_files(str(_real_image(server)))
+    page.locator("#input-image img").first.wait_for()  # the upload is shown
+    page.locator("#detect").click()
+    page.locator("#heatmap img").wait_for(state="visible")
+    page.wait_for_function(LABEL_SHOWN)
+    detected = time.perf_counter() - began
+    score = float(page.locator("#score input").input_value())
+    assert 0.0 <= score <= 1.0 and _label(page) in {"normal", "anomalous"}
+    page.screenshot(path=str(SCREENSHOTS / "inference.png"), full_page=True)
+
+    # an example image, then the threshold box: the pictures are re-drawn without running the model
+    first_heatmap = page.locator("#heatmap img").get_attribute("src")
+    page.locator("#examples img").nth(2).click()
+    page.locator("#detect").click()
+    page.wait_for_function(f"() => document.querySelector('#heatmap img').src !== {first_heatmap!r}")
+    threshold = page.get_by_label("number input for threshold (0.5 = calibrated)")
+    threshold.fill("1")
+    threshold.press("Enter")
+    page.wait_for_function("() => (document.querySelector('#label textarea') || {}).value === 'normal'")
+    page.screenshot(path=str(SCREENSHOTS / "inference_example_threshold_1.png"), full_page=True)
+
+    for tab in TABS:
+        page.get_by_role("tab", name=tab, exact=True).click()
+        page.wait_for_timeout(700)
+        page.screenshot(path=str(SCREENSHOTS / f"{tab.lower()}.png"), full_page=True)
+    assert page.get_by_text(FIXTURE_MODEL).count() > 0  # the Models tab lists the model
+    print(f"page load {loaded:.1f} s, upload + detect {detected - loaded:.1f} s")
+    assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {"inference.png", "training.png", "models.png",
+                                                            "benchmark.png"}
