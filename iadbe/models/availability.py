@@ -23,11 +23,32 @@ class Availability:
 
 
 def check_availability(spec: DetectorSpec, backbone: str | None = None) -> Availability:
-    """Decide from what is on disk whether ``spec`` can be trained here now."""
+    """Decide from what is on disk whether ``spec`` can be trained here now.
+
+    A spec with an IADBE ``generalized`` implementation runs where anomalib's own cannot, as long as
+    the chosen backbone's weights are here; the reason then says which implementation runs and why.
+    """
+    original = check_original_availability(spec, backbone)
+    if original.runs_here or spec.generalized is None:
+        return original
+    from iadbe import backbones
+
+    chosen = backbone or spec.default_backbone
+    if chosen is not None and not backbones.timm_pretrained_available(chosen):
+        return Availability(spec.name, False, chosen, f"needs pretrained weights of {chosen}; {original.reason}")
+    why = original.reason if backbone is None else f"anomalib's {spec.display_name} does not accept {chosen}"
+    return Availability(spec.name, True, chosen, f"IADBE's generalised implementation ({why})")
+
+
+def check_original_availability(spec: DetectorSpec, backbone: str | None = None) -> Availability:
+    """Whether anomalib's own implementation of ``spec`` can be trained here now."""
     from iadbe import backbones
 
     if spec.fixed_reason:
         return Availability(spec.name, False, None, spec.fixed_reason)
+    if backbone is not None and spec.allowed_backbones is not None and backbone not in spec.allowed_backbones:
+        allowed = ", ".join(spec.allowed_backbones)
+        return Availability(spec.name, False, backbone, f"anomalib 2.7's {spec.display_name} accepts only {allowed}")
     missing: list[str] = []
     chosen = backbone or _runnable_backbone(spec)
     if spec.has_backbone and spec.allowed_backbones is None:

@@ -83,21 +83,54 @@ def resolve_config(
     epochs = spec.max_epochs if max_epochs is None else max_epochs
     if not 1 <= epochs <= 10_000:
         raise SettingsError(f"max epochs must be between 1 and 10000, got {epochs}")
-    mean, std = _normalization(spec, backbone, size)
+    implementation = choose_implementation(spec, backbone)
+    mean, std = _normalization(spec, backbone, size, implementation)
     return DetectorConfig(
         model=spec.name, init_args=init_args, backbone=backbone, image_size=size, mean=mean, std=std,
         segmentation=spec.segmentation, max_epochs=epochs, train_batch_size=spec.train_batch_size,
-        extra=_default_extra(spec.name),
+        extra=_default_extra(spec.name, implementation),
     )
 
 
-def _default_extra(model: str) -> dict[str, Any]:
+def choose_implementation(spec: DetectorSpec, backbone: str | None) -> str:
+    """``"anomalib"`` where anomalib's own class runs here with ``backbone``, else ``"iadbe"``.
+
+    Only specs with a ``generalized`` class can answer ``"iadbe"``; where the original backbone's
+    weights (and extra files) are available, the original configuration runs unchanged.
+    """
+    if spec.generalized is None:
+        return "anomalib"
+    if spec.allowed_backbones is not None and backbone not in spec.allowed_backbones:
+        return "iadbe"
+    from iadbe.models.availability import check_original_availability
+
+    return "anomalib" if check_original_availability(spec, backbone).runs_here else "iadbe"
+
+
+def detector_class(spec: DetectorSpec, implementation: str = "anomalib") -> type:
+    """The Lightning module class that implements ``spec`` (anomalib's, or IADBE's generalised one)."""
+    import importlib
+
+    if implementation == "iadbe":
+        if spec.generalized is None:
+            raise SettingsError(f"{spec.display_name} has no IADBE implementation")
+        module_name, _, class_name = spec.generalized.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+    import anomalib.models
+
+    return getattr(anomalib.models, spec.anomalib_class)
+
+
+def _default_extra(model: str, implementation: str = "anomalib") -> dict[str, Any]:
     """IADBE-side settings that are not anomalib init arguments, recorded in ``iadbe.json``."""
+    extra: dict[str, Any] = {}
+    if implementation != "anomalib":
+        extra["implementation"] = implementation
     if model == "padim":
         from iadbe.models.padim import DEFAULT_RELATIVE_EPS
 
-        return {"padim_relative_eps": DEFAULT_RELATIVE_EPS}
-    return {}
+        extra["padim_relative_eps"] = DEFAULT_RELATIVE_EPS
+    return extra
 
 
 def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
@@ -107,12 +140,11 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     models that hard-code ``pre_trained=True``, such as STFPM's teacher): use it to rebuild a
     stored model whose weights come from ``weights.safetensors``.
     """
-    import anomalib.models
     from anomalib.pre_processing import PreProcessor
     from torchvision.transforms.v2 import Compose, Normalize, Resize
 
     spec = get_spec(config.model)
-    cls = getattr(anomalib.models, spec.anomalib_class)
+    cls = detector_class(spec, config.extra.get("implementation", "anomalib"))
     transforms: list[Any] = [Resize(config.image_size, antialias=True)]
     if config.mean != (0.0, 0.0, 0.0) or config.std != (1.0, 1.0, 1.0):
         transforms.append(Normalize(mean=list(config.mean), std=list(config.std)))
@@ -167,7 +199,7 @@ def _choose_backbone(spec: DetectorSpec, backbone: str | None) -> str | None:
             raise SettingsError(f"{spec.display_name} has no backbone; do not pass --backbone")
         return None
     backbone = backbone or spec.default_backbone or spec.study_backbone
-    if spec.allowed_backbones is not None and backbone not in spec.allowed_backbones:
+    if spec.allowed_backbones is not None and backbone not in spec.allowed_backbones and spec.generalized is None:
         allowed = ", ".join(spec.allowed_backbones)
         raise SettingsError(
             f"anomalib 2.7's {spec.display_name} accepts only these backbones: {allowed} (got {backbone})"
@@ -175,14 +207,14 @@ def _choose_backbone(spec: DetectorSpec, backbone: str | None) -> str | None:
     return backbone
 
 
-def _normalization(spec: DetectorSpec, backbone: str | None, size: tuple[int, int]) -> tuple[tuple, tuple]:
+def _normalization(spec: DetectorSpec, backbone: str | None, size: tuple[int, int],
+                   implementation: str = "anomalib") -> tuple[tuple, tuple]:
     """The backbone's own input statistics where the model normalises at all (anomalib's default)."""
-    import anomalib.models
     from torchvision.transforms.v2 import Normalize
 
-    if not spec.anomalib_class:
+    if not spec.anomalib_class and implementation == "anomalib":
         return IMAGENET_MEAN, IMAGENET_STD
-    cls = getattr(anomalib.models, spec.anomalib_class)
+    cls = detector_class(spec, implementation)
     pre = cls.configure_pre_processor(image_size=size)
     steps = getattr(pre.transform, "transforms", [pre.transform])
     if not any(isinstance(step, Normalize) for step in steps):

@@ -44,6 +44,10 @@ class DetectorSpec:
     #: Weights or files the model needs beyond the backbone, as (kind, name) pairs checked by
     #: :mod:`iadbe.models.availability`.
     extra_requirements: tuple[tuple[str, str], ...] = ()
+    #: IADBE's own implementation ("module:Class", an anomalib ``AnomalibModule`` subclass taking the
+    #: same init arguments) used where anomalib's class cannot run with the chosen backbone here:
+    #: a backbone outside ``allowed_backbones``, or missing weights/files. See ``choose_implementation``.
+    generalized: str | None = None
     #: Why it can never run here (e.g. removed from anomalib); None when it can in principle.
     fixed_reason: str | None = None
     #: Extra init arguments computed from the chosen backbone/image size.
