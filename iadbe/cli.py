@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest file to add/update the entry in")
     p.set_defaults(func=cmd_push)
 
+    p = sub.add_parser("zoo", help="maintainers: train every model on every category, push each, write the manifest")
+    _add_dataset_args(p)
+    p.add_argument("--models", required=True, help="comma-separated detector names, e.g. padim,patchcore")
+    p.add_argument("--categories", help="comma-separated categories (default: all found under --root)")
+    p.add_argument("--repo-id", required=True, help="Hub repository OWNER/NAME (models go to <model>/<category>)")
+    p.add_argument("--backbone")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-train-images", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--manifest", help="manifest to update (default: the shipped models_manifest.yaml)")
+    p.add_argument("--work-dir", help="where trained models wait for their push (default: IADBE_HOME/zoo)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.set_defaults(func=cmd_zoo)
+
     p = sub.add_parser("serve", help="start the Gradio app")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
@@ -300,6 +315,24 @@ def cmd_push(args: argparse.Namespace) -> int:
                         manifest_path=Path(args.manifest) if args.manifest else None)
     print(f"pushed {len(result.files)} files to {result.url} at revision {result.revision}")
     return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from iadbe.zoo import build_zoo, format_zoo_report
+
+    items = build_zoo(
+        dataset=args.dataset, root=args.root, models=_split_list(args.models),
+        categories=_split_list(args.categories) if args.categories else None, repo_id=args.repo_id,
+        backbone=args.backbone, image_size=args.image_size, max_epochs=args.max_epochs,
+        max_train_images=args.max_train_images, seed=args.seed, manifest_path=args.manifest,
+        work_dir=args.work_dir, private=args.private, progress=lambda message: print(message, flush=True),
+    )
+    print(format_zoo_report(items))
+    return 1 if any(item.status == "failed" for item in items) else 0
+
+
+def _split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

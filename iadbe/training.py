@@ -99,10 +99,11 @@ def train(
     progress = progress or _no_progress
     spec = get_spec(model)
     config = resolve_config(spec.name, backbone, image_size, max_epochs, **(overrides or {}))
+    if config.backbone:
+        # installs the Lite weights into the current HF cache, or raises with the available backbones
+        backbones.require_backbone(config.backbone)
     availability = check_availability(spec, config.backbone)
     if not availability.runs_here:
-        if config.backbone:
-            backbones.require_backbone(config.backbone)  # raises with the list of available backbones
         from iadbe.errors import ModelUnavailableError
 
         raise ModelUnavailableError(f"{spec.display_name} cannot run here: {availability.reason}")
@@ -121,8 +122,6 @@ def train(
     _check_train_size(config, len(train_samples))
 
     _seed_everything(seed)
-    if config.backbone:
-        backbones.require_backbone(config.backbone)
     module = create_detector(config, pre_trained=True)
     started = time.perf_counter()
     _fit(module, train_samples, config, batch_size or config.train_batch_size, progress)

@@ -18,6 +18,7 @@ _LAZY = {
     "DatasetSplits": "iadbe.data.samples",
     "load_dataset": "iadbe.data.loader",
     "KINDS": "iadbe.data.loader",
+    "list_categories": "iadbe.data.loader",
     "detect_layout": "iadbe.data.layouts",
     "LAYOUT_NAMES": "iadbe.data.layouts",
     "safe_extract_zip": "iadbe.data.archive",

@@ -26,6 +26,44 @@ KINDS = tuple(KIND_LAYOUTS)
 POOL_TEST_FRACTION = 0.2
 
 
+def local_dataset_root(root: str | Path) -> Path:
+    """``root`` as a local path: ``hf://datasets/OWNER/NAME[/PATH][@REVISION]`` is downloaded (verified,
+    cached; offline it comes from the cache) through :func:`iadbe.hub.download_dataset`."""
+    if isinstance(root, str) and root.startswith("hf://"):
+        from iadbe.hub import download_dataset
+
+        return download_dataset(root)
+    return Path(root)
+
+
+def list_categories(kind: str, root: str | Path) -> list[str]:
+    """Categories of a dataset root: the sub-folders whose layout fits ``kind`` (sorted).
+
+    A root that is itself one category (``mvtec_3d/tire``), or a kind without categories
+    (``kolektor``, a ``folder`` dataset), gives one name: the folder's own.
+
+    Raises:
+        DatasetError: the root is missing or nothing in it has the layout of ``kind``.
+    """
+    from iadbe.data.files import subdirs
+    from iadbe.data.layouts import probe_layout
+
+    if kind not in KIND_LAYOUTS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")
+    root = resolve_dataset_root(local_dataset_root(root))
+    if not root.is_dir():
+        raise DatasetError(f"Dataset folder not found: {root}")
+    accepted = KIND_LAYOUTS[kind]
+    if kind == "visa" and (root / "split_csv" / "1cls.csv").is_file():
+        return sorted(d.name for d in subdirs(root) if (d / "Data").is_dir())
+    if probe_layout(root) in accepted:
+        return [root.name]
+    found = sorted(d.name for d in subdirs(root) if probe_layout(d) in accepted)
+    if not found:
+        raise DatasetError(f"no {kind} category found in {root} (no sub-folder has that layout)")
+    return found
+
+
 def load_dataset(kind: str, root: str | Path, category: str | None = None, *, val_fraction: float = 0.1,
                  seed: int = 0, synthetic_dir: str | Path | None = None) -> DatasetSplits:
     """Read a local dataset (folder or .zip) and build train / val / test.
@@ -53,7 +91,7 @@ def load_dataset(kind: str, root: str | Path, category: str | None = None, *, va
         raise DatasetError(f"Unknown dataset kind {kind!r}; use one of: {', '.join(KINDS)}")
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    folder, category, layout = locate(resolve_dataset_root(root), category, KIND_LAYOUTS[kind])
+    folder, category, layout = locate(resolve_dataset_root(local_dataset_root(root)), category, KIND_LAYOUTS[kind])
     raw = parser_of(layout)(folder, category)
     _check_images(raw)
     train, val, test, parts = _split(raw, val_fraction, seed)
