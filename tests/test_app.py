@@ -86,10 +86,11 @@ class AppServer:
         return self.log.read_text(encoding="utf-8", errors="replace")[-chars:] if self.log.exists() else ""
 
 
-def start_app(home: Path, store: Path, data: Path, hub_url: str) -> AppServer:
+def start_app(home: Path, store: Path, data: Path, hub_url: str, **extra_env: str) -> AppServer:
     """``iadbe.app.launch`` in a subprocess on a free port; returns once the page answers.
 
     The only Hub it can reach is the test server at ``hub_url``; it has no token of its own.
+    ``extra_env`` is added to its environment (e.g. ``IADBE_MANIFEST``).
     """
     port = free_port()
     env = {**os.environ, "IADBE_HOME": str(home), "IADBE_MODEL_STORE": str(store), "HF_ENDPOINT": hub_url,
@@ -98,6 +99,7 @@ def start_app(home: Path, store: Path, data: Path, hub_url: str) -> AppServer:
            "HF_TOKEN_PATH": str(home / "no_hf_token")}
     for name in ("PORT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
         env.pop(name, None)
+    env.update(extra_env)
     log = home / "server.log"
     code = f"from iadbe.app import launch; launch('127.0.0.1', {port})"
     begin = time.perf_counter()
