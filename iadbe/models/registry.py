@@ -189,7 +189,7 @@ register(DetectorSpec(
     extra_requirements=(("torchvision", "{backbone}"),),
     defaults={"gamma_c": 1, "gamma_d": 1, "num_nearest_neighbors": 3, "num_hard_negative_features": 3,
               "radius": 1e-5},
-    max_epochs=30, train_batch_size=32,
+    max_epochs=30, train_batch_size=32, generalized="iadbe.models.generalized.cfa:GeneralizedCfa",
     notes="anomalib 2.7 builds its backbone from torchvision with DEFAULT weights",
 ))
 register(DetectorSpec(
@@ -205,7 +205,7 @@ register(DetectorSpec(
     study_backbone="resnet18", layers_arg=None,
     allowed_backbones=("cait_m48_448", "deit_base_distilled_patch16_384", "resnet18", "wide_resnet50_2"),
     defaults={"flow_steps": 8, "conv3x3_only": False, "hidden_ratio": 1.0}, max_epochs=500,
-    train_batch_size=32,
+    train_batch_size=32, generalized="iadbe.models.generalized.fastflow:GeneralizedFastflow",
 ))
 register(DetectorSpec(
     name="reverse_distillation", display_name="Reverse Distillation", anomalib_class="ReverseDistillation",
@@ -213,6 +213,7 @@ register(DetectorSpec(
     allowed_backbones=("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "resnet101", "wide_resnet101_2",
                        "resnet152"),
     defaults={"anomaly_map_mode": "add"}, max_epochs=200, train_batch_size=32,
+    generalized="iadbe.models.generalized.reverse_distillation:GeneralizedReverseDistillation",
     notes="anomalib 2.7's decoder is a table of ResNet names",
 ))
 register(DetectorSpec(
@@ -220,7 +221,7 @@ register(DetectorSpec(
     study_backbone="mcait", layers_arg=None, allowed_backbones=("mcait", "resnet18", "wide_resnet50_2"),
     extra_requirements=(("timm", "cait_m48_448"), ("timm", "cait_s24_224")),
     defaults={"flow_steps": 4, "affine_clamp": 2.0, "affine_subnet_channels_ratio": 1.0, "permute_soft": False},
-    max_epochs=200, train_batch_size=16,
+    max_epochs=200, train_batch_size=16, generalized="iadbe.models.generalized.uflow:GeneralizedUflow",
 ))
 register(DetectorSpec(
     name="dsr", display_name="DSR", anomalib_class="Dsr", family="Reconstruction-based",

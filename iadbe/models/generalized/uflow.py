@@ -1,0 +1,113 @@
+"""U-Flow (Tailanian et al., 2023) with its U-shaped multi-scale flow on the stages of any timm CNN.
+
+anomalib 2.7 builds U-Flow on two CaiT scales (``mcait``, strides 16 and 32) or on resnet18 /
+wide_resnet50_2 by name, and forces a 448x448 input. Its flow graph is general: one flow stage per
+scale, coarsest first; after each, half the channels leave as that scale's latent output and the rest
+are upsampled (invertible pixel shuffle, channels / 4, size x 2) and concatenated with the next finer
+scale. Here the scales are the backbone's stride 4, 8 and 16 stages (anomalib's LayerNorm CNN
+extractor on ResNet's layer1..layer3, mapped by stride), at the chosen input size. The flow blocks,
+loss, anomaly map and training recipe (Adam 1e-3, weight decay 1e-5, linear lr decay) are anomalib's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Sequence
+
+from anomalib.models.components import AnomalibModule
+from anomalib.models.image.uflow import Uflow
+from anomalib.models.image.uflow.anomaly_map import AnomalyMapGenerator
+from anomalib.models.image.uflow.feature_extraction import LayerNormFeatureExtractor
+from anomalib.models.image.uflow.loss import UFlowLoss
+from anomalib.models.image.uflow.torch_model import UflowModel
+from anomalib.pre_processing import PreProcessor
+from torch import nn
+
+from iadbe.models.generalized.stages import (
+    RESNET_STAGES_1_TO_3,
+    backbone_stages,
+    require_halving_strides,
+    use_openvino_safe_softplus,
+)
+
+
+class StageUflowModel(UflowModel):
+    """anomalib's ``UflowModel`` (flow graph, forward, encode) on a timm CNN's LayerNorm'd stages."""
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        backbone: str,
+        layers: Sequence[str] = RESNET_STAGES_1_TO_3,
+        pre_trained: bool = True,
+        flow_steps: int = 4,
+        affine_clamp: float = 2.0,
+        affine_subnet_channels_ratio: float = 1.0,
+        permute_soft: bool = False,
+    ) -> None:
+        # UflowModel.__init__ only accepts its three extractor names; the rest of it is reused.
+        nn.Module.__init__(self)
+        stages = backbone_stages(backbone, layers)
+        require_halving_strides(stages, "U-Flow")
+        self.input_size = tuple(input_size)
+        self.affine_clamp = affine_clamp
+        self.affine_subnet_channels_ratio = affine_subnet_channels_ratio
+        self.permute_soft = permute_soft
+        self.feature_extractor = _layer_norm_extractor(backbone, self.input_size, [s.name for s in stages], pre_trained)
+        self.flow = self.build_flow(flow_steps)
+        use_openvino_safe_softplus(self.flow)
+        self.anomaly_map_generator = AnomalyMapGenerator(self.input_size)
+
+
+def _layer_norm_extractor(backbone: str, input_size: tuple[int, int], layers: list[str],
+                          pre_trained: bool) -> LayerNormFeatureExtractor:
+    """anomalib's extractor always asks timm for pretrained weights; build it without them if asked."""
+    from iadbe.models.factory import no_pretrained_weights
+
+    context = contextlib.nullcontext() if pre_trained else no_pretrained_weights()
+    with context:
+        return LayerNormFeatureExtractor(backbone, input_size, layers=tuple(layers)).eval()
+
+
+class GeneralizedUflow(Uflow):
+    """anomalib's ``Uflow`` training module around :class:`StageUflowModel`, at the chosen input size."""
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_lite0",
+        layers: Sequence[str] = RESNET_STAGES_1_TO_3,
+        pre_trained: bool = True,
+        flow_steps: int = 4,
+        affine_clamp: float = 2.0,
+        affine_subnet_channels_ratio: float = 1.0,
+        permute_soft: bool = False,
+        pre_processor: Any = True,
+        post_processor: Any = True,
+        evaluator: Any = True,
+        visualizer: Any = True,
+    ) -> None:
+        # Uflow.__init__ would build anomalib's name-checked model; its training step, optimiser and
+        # scheduler are what we reuse.
+        AnomalibModule.__init__(
+            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        if self.input_size is None:
+            raise ValueError("U-Flow needs the input size (a pre-processor with Resize)")
+        self.backbone = backbone
+        self.layers = list(layers)
+        self.flow_steps = flow_steps
+        self.affine_clamp = affine_clamp
+        self.affine_subnet_channels_ratio = affine_subnet_channels_ratio
+        self.permute_soft = permute_soft
+        self.model = StageUflowModel(
+            input_size=tuple(self.input_size), backbone=backbone, layers=self.layers, pre_trained=pre_trained,
+            flow_steps=flow_steps, affine_clamp=affine_clamp,
+            affine_subnet_channels_ratio=affine_subnet_channels_ratio, permute_soft=permute_soft,
+        )
+        self.loss = UFlowLoss()
+
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize to ``image_size`` and ImageNet-normalise (anomalib's U-Flow forces 448x448)."""
+        return AnomalibModule.configure_pre_processor(image_size)
