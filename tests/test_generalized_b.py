@@ -1,0 +1,132 @@
+"""IADBE's CS-Flow, DSR and EfficientAD (``iadbe/models/generalized``) and DRAEM's texture folder.
+
+Each generalised model trains 1 epoch on the tiny synthetic folder dataset of ``test_model_smoke``,
+exports, and must give the torch graph's numbers in OpenVINO at batch 1 and batch 3 (the export
+traces batch 2). DRAEM must draw its simulated anomalies from a user's texture folder when one is
+given, refuse a folder without images, and still rebuild a stored model whose folder is gone.
+Timings (2 shared CPU cores) are in the comments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+try:  # tests/ as a package or as a plain folder on sys.path
+    from .test_model_smoke import _batch, make_folder_dataset
+except ImportError:
+    from test_model_smoke import _batch, make_folder_dataset
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory):
+    from iadbe import constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "IADBE_HOME", tmp_path_factory.mktemp("iadbe_home"))
+        yield constants.IADBE_HOME
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Path:
+    return make_folder_dataset(tmp_path_factory.mktemp("data") / "parts")
+
+
+def assert_openvino_matches_torch(model_dir: Path, dataset: Path, image_size: int) -> None:
+    """Torch (rebuilt from weights.safetensors) and OpenVINO give the same scores and maps at batch 1 and 3."""
+    from iadbe.inference import load_model, loading
+
+    loading.CACHE.clear()
+    torch_model = load_model(model_dir, "torch")
+    ov_model = load_model(model_dir, "openvino")
+    images = _batch(dataset, image_size, 3)
+    for batch in (images[:1], images):
+        torch_scores, torch_maps = torch_model.backend.run(batch)
+        ov_scores, ov_maps = ov_model.backend.run(batch)
+        assert torch_scores.shape == ov_scores.shape == (len(batch),)
+        assert ov_maps.shape == torch_maps.shape and ov_maps.shape[0] == len(batch)
+        assert np.isfinite(torch_scores).all() and np.isfinite(ov_scores).all()
+        np.testing.assert_allclose(ov_scores, torch_scores, rtol=1e-3, atol=1e-5,
+                                   err_msg=f"{model_dir.name} scores at batch {len(batch)}")
+        scale = max(float(np.abs(torch_maps).max()), 1e-6)
+        np.testing.assert_allclose(ov_maps, torch_maps, rtol=1e-3, atol=1e-3 * scale,
+                                   err_msg=f"{model_dir.name} maps at batch {len(batch)}")
+
+
+# --- DRAEM's texture folder ---
+
+def write_textures(folder: Path, size: int = 64) -> Path:
+    """A few colour photographs of scikit-image as anomaly textures (DTD is not on this machine)."""
+    from PIL import Image
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("coffee", "chelsea", "astronaut"):
+        image = Image.fromarray(getattr(data, name)()).resize((size, size))
+        image.save(folder / f"{name}.png")
+    return folder
+
+
+def _draem(home: Path, **overrides: Any) -> Any:
+    from iadbe.models import create_detector, resolve_config
+
+    return create_detector(resolve_config("draem", image_size=64, **overrides))
+
+
+def _colour_in_simulated_anomalies(module: Any) -> float:
+    """Largest channel spread inside DRAEM's simulated anomalies on grey images (0 for grey anomalies)."""
+    import torch
+
+    torch.manual_seed(0)
+    module.augmenter.probability = 1.0
+    grey = torch.full((4, 3, 64, 64), 0.5)
+    augmented, masks = module.augmenter(grey)
+    spread = (augmented.amax(dim=1) - augmented.amin(dim=1)) * masks[:, 0]
+    assert masks.sum() > 0
+    return float(spread.max())
+
+
+def test_draem_draws_anomalies_from_the_given_texture_folder(home: Path, tmp_path: Path) -> None:
+    textures = write_textures(tmp_path / "textures")
+    with_textures = _draem(home, dtd_dir=str(textures))
+    assert sorted(p.name for p in with_textures.augmenter.anomaly_source_paths) == [
+        "astronaut.png", "chelsea.png", "coffee.png"]
+    assert _colour_in_simulated_anomalies(with_textures) > 0.1
+
+    perlin_only = _draem(home)  # no folder: an empty one, Perlin noise (grey) anomalies
+    assert perlin_only.augmenter.anomaly_source_paths == []
+    assert _colour_in_simulated_anomalies(perlin_only) < 1e-6
+
+
+def test_draem_refuses_a_texture_folder_without_images(home: Path, tmp_path: Path) -> None:
+    from iadbe.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="does not exist"):
+        _draem(home, dtd_dir=str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(SettingsError, match="holds no images"):
+        _draem(home, dtd_dir=str(tmp_path / "empty"))
+
+
+def test_draem_rebuilds_without_its_texture_folder(home: Path, tmp_path: Path) -> None:
+    """A stored model names the folder it was trained with; loading it elsewhere must not need it."""
+    from iadbe.models import create_detector, resolve_config
+
+    config = resolve_config("draem", image_size=64, dtd_dir=str(tmp_path / "gone"))
+    module = create_detector(config, pre_trained=False)
+    assert module.augmenter.anomaly_source_paths == []
+
+
+@pytest.mark.slow
+def test_draem_trains_with_textures_and_exports(dataset: Path, tmp_path: Path) -> None:  # 15..25 s
+    from iadbe.training import train
+
+    textures = write_textures(tmp_path / "textures")
+    result = train("draem", "folder", dataset, image_size=64, max_epochs=1, max_train_images=4, batch_size=4,
+                   out=tmp_path / "draem", overrides={"dtd_dir": str(textures)}, seed=0)
+    assert result.meta["detector"]["init_args"]["dtd_dir"] == str(textures)
+    assert_openvino_matches_torch(result.model_dir, dataset, 64)
