@@ -194,11 +194,12 @@ register(DetectorSpec(
 ))
 register(DetectorSpec(
     name="csflow", display_name="CS-Flow", anomalib_class="Csflow", family="Distribution Map",
-    study_backbone="efficientnet_b5", default_backbone=None, layers_arg=None,
+    study_backbone="efficientnet_b5", default_backbone="tf_efficientnet_lite2", layers_arg=None,
     allowed_backbones=("efficientnet_b5",), extra_requirements=(("torchvision", "efficientnet_b5"),),
     defaults={"cross_conv_hidden_channels": 1024, "n_coupling_blocks": 4, "clamp": 3, "num_channels": 3},
-    max_epochs=240, train_batch_size=16,
-    notes="anomalib 2.7 hard-codes torchvision's pretrained EfficientNet-B5",
+    max_epochs=240, train_batch_size=16, generalized="iadbe.models.generalized.csflow:GeneralizedCsflow",
+    notes="anomalib 2.7 hard-codes torchvision's pretrained EfficientNet-B5; IADBE's runs the same flow on the "
+          "stride-32 stage of any timm CNN (default EfficientNet-Lite2); image size a multiple of 128 px",
 ))
 register(DetectorSpec(
     name="fastflow", display_name="FastFlow", anomalib_class="Fastflow", family="Distribution Map",
