@@ -39,7 +39,10 @@ def manifest_entries(path: Path | None = None) -> list[Any]:
     manifest_path = Path(path or constants.MANIFEST_PATH)
     if not manifest_path.is_file():
         return []
-    return list(load_manifest(manifest_path).models)
+    from iadbe.models import all_specs
+
+    # an entry naming a detector this build does not have is an error in the manifest, not a model to list
+    return list(load_manifest(manifest_path, known_models=[spec.name for spec in all_specs()]).models)
 
 
 def find_manifest_entry(model_id: str, path: Path | None = None) -> Any | None:

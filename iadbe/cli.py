@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except IADBEError as error:
+        _end_progress_line()
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -136,6 +137,15 @@ def _quiet_libraries(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+_PROGRESS_LINE_OPEN = [False]  # a progress line ended with "\r": an error message must start a new line
+
+
+def _end_progress_line() -> None:
+    if _PROGRESS_LINE_OPEN[0]:
+        print(file=sys.stderr)
+        _PROGRESS_LINE_OPEN[0] = False
+
+
 def _progress_printer() -> Callable[[float, str], None]:
     last = {"text": ""}
 
@@ -145,13 +155,16 @@ def _progress_printer() -> Callable[[float, str], None]:
             last["text"] = text
             end = "\n" if fraction >= 1.0 else "\r"
             print(f"\r{text:<78}", end=end, file=sys.stderr, flush=True)
+            _PROGRESS_LINE_OPEN[0] = end == "\r"
 
     return show
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from iadbe.store import check_writable
     from iadbe.training import train
 
+    check_writable(Path(args.out).expanduser().absolute().parent if args.out else None)  # before a long run
     result = train(
         args.model, args.dataset, args.root, category=args.category, backbone=args.backbone,
         image_size=args.image_size, max_epochs=args.max_epochs, seed=args.seed, out=args.out, name=args.name,

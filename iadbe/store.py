@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from iadbe import constants
-from iadbe.errors import ModelFormatError, StoreError, UnsafeCheckpointError
+from iadbe.errors import IADBEError, ModelFormatError, StoreError, UnsafeCheckpointError
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "iadbe.json"
@@ -94,8 +94,18 @@ def save_weights(state_dict: dict[str, Any], path: Path) -> None:
     """Write a state dict as safetensors (tensors made contiguous and unshared)."""
     from safetensors.torch import save_file
 
+    from safetensors import SafetensorError
+
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in state_dict.items()}
-    save_file(tensors, str(path), metadata={"format": "pt", "producer": "iadbe"})
+    try:
+        save_file(tensors, str(path), metadata={"format": "pt", "producer": "iadbe"})
+    except SafetensorError as error:
+        # safetensors reports I/O failures as "... (os error 28)": turn them into the OSError they are
+        found = re.search(r"os error (\d+)", str(error))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None
 
 
 def load_weights(path: Path) -> dict[str, Any]:
@@ -134,38 +144,112 @@ def write_config(model_dir: Path, meta: dict[str, Any]) -> None:
     (model_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
+#: A staging folder whose writer cannot be identified counts as abandoned after this many seconds.
+STALE_AFTER_S = 3600
+#: Free space below which training refuses to start (a model directory is a few MB to a few hundred MB).
+MIN_FREE_BYTES = 64 * 1024 * 1024
+_PROBE_BYTES = 1024 * 1024
+#: ``.partial-<pid>-<name>-<mkdtemp's 8 characters>`` (staging) or ``.partial-<pid>-<name>.old`` (backup).
+_STAGING = re.compile(re.escape(_PARTIAL_PREFIX) + r"(?P<pid>\d+)-(?P<name>.+)(?:\.old|-[a-z0-9_]{8})$")
+
+
 @contextlib.contextmanager
 def staged_model_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder next to ``target``; rename it to ``target`` only if the block succeeds."""
+    """Yield a temporary folder next to ``target``; rename it to ``target`` only if the block succeeds.
+
+    The folder is called ``.partial-<pid>-<name>-<random>``: listing skips it, and a later write (or the app's
+    start) removes it once process ``pid`` is gone, e.g. after ``kill -9`` during training.
+
+    Raises:
+        StoreError: the store cannot be written (read-only, not a folder, disk full, file too large).
+    """
     target = Path(target)
+    clean_partials(target.parent)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=_PARTIAL_PREFIX + target.name + "-", dir=target.parent))
+        prefix = f"{_PARTIAL_PREFIX}{os.getpid()}-{target.name}-"
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     except OSError as error:
         raise _store_error(target.parent, error) from None
     try:
         yield staging
-        if target.exists():
-            if not overwrite:
-                raise StoreError(f"{target}: already exists; choose another --out or pass --overwrite")
-            backup = target.with_name(_PARTIAL_PREFIX + target.name + ".old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(target, backup)
-            os.replace(staging, target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+        _move_into_place(staging, target, overwrite)
+    except IADBEError:
+        raise
     except OSError as error:
         raise _store_error(target, error) from None
+    except Exception as error:
+        # OpenVINO and other writers report a full disk as e.g. "basic_ios::clear: iostream error": if the
+        # folder no longer takes a small write, that is the real cause
+        failure = _write_failure(staging)
+        if failure is None:
+            raise
+        raise _store_error(target, failure) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    if not overwrite:
+        raise StoreError(f"{target}: already exists; choose another --out or pass --overwrite")
+    backup = target.with_name(f"{_PARTIAL_PREFIX}{os.getpid()}-{target.name}.old")
+    shutil.rmtree(backup, ignore_errors=True)
+    os.replace(target, backup)
+    os.replace(staging, target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _write_failure(folder: Path) -> OSError | None:
+    """The OSError a 1 MB write into ``folder`` raises now (None when it succeeds)."""
+    probe = folder / ".write-probe"
+    try:
+        with probe.open("wb") as handle:
+            handle.write(bytes(_PROBE_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        return error
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return None
+
+
+def check_writable(folder: Path | None = None) -> Path:
+    """Fail fast, before a long training, when models cannot be written under ``folder`` (default: the store).
+
+    Raises:
+        StoreError: ``folder`` is a file, read-only, or its disk has less than ``MIN_FREE_BYTES`` free.
+    """
+    folder = Path(folder or constants.MODEL_STORE)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        failure = _write_failure(folder)
+        if failure is not None:
+            raise failure
+        free = shutil.disk_usage(folder).free
+    except OSError as error:
+        raise _store_error(folder, error) from None
+    if free < MIN_FREE_BYTES:
+        raise StoreError(f"{folder}: only {free // 2**20} MB free on this disk; a model needs at least "
+                         f"{MIN_FREE_BYTES // 2**20} MB. Free some space, or set IADBE_MODEL_STORE / --out elsewhere")
+    return folder
+
+
 def _store_error(path: Path, error: OSError) -> StoreError:
-    if error.errno == errno.ENOSPC:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return StoreError(f"{path}: the disk is full; free some space and train again")
+    if error.errno == errno.EFBIG:
+        return StoreError(f"{path}: a file became too large for this file system or its limits (disk full?); "
+                          "free some space or set IADBE_MODEL_STORE / --out elsewhere")
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return StoreError(f"{path}: cannot write here (read-only or no permission); set IADBE_MODEL_STORE or --out")
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return StoreError(f"{path}: a file is in the way where the model store needs a folder; "
+                          "set IADBE_MODEL_STORE or --out to a folder")
     return StoreError(f"{path}: cannot write the model ({error.strerror or error})")
 
 
@@ -184,12 +268,59 @@ def list_store(store: Path | None = None) -> list[StoredModel]:
 
 
 def clean_partials(store: Path | None = None) -> int:
-    """Remove leftovers of interrupted writes; returns how many were removed."""
+    """Remove leftovers of interrupted writes whose writer is gone; returns how many were removed.
+
+    A staging folder of a running process (this one or another) is kept. When a crash happened between the
+    two renames of an overwrite, the previous model (``.partial-<pid>-<name>.old``) is put back.
+    """
     root = Path(store or constants.MODEL_STORE)
     removed = 0
-    if root.is_dir():
-        for child in root.iterdir():
-            if child.name.startswith(_PARTIAL_PREFIX):
-                shutil.rmtree(child, ignore_errors=True)
-                removed += 1
+    try:
+        children = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return 0  # unreadable store: whoever writes there next gets the real error
+    for child in children:
+        if not child.name.startswith(_PARTIAL_PREFIX) or not _abandoned(child):
+            continue
+        match = _STAGING.match(child.name)
+        if child.name.endswith(".old") and match and not (root / match["name"]).exists():
+            with contextlib.suppress(OSError):
+                os.replace(child, root / match["name"])
+                continue
+        shutil.rmtree(child, ignore_errors=True)
+        removed += 1
     return removed
+
+
+def _abandoned(child: Path) -> bool:
+    """True when the process that wrote ``child`` is gone (or, if unknown, it is older than STALE_AFTER_S)."""
+    import time
+
+    match = _STAGING.match(child.name)
+    if match is not None:
+        return not _process_alive(int(match["pid"]))
+    try:
+        return time.time() - child.stat().st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return _not_a_zombie(pid)
+
+
+def _not_a_zombie(pid: int) -> bool:
+    """A killed child that nobody waited for yet still answers ``kill(pid, 0)``; /proc tells (Linux)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return status.rsplit(")", 1)[-1].split()[0] != "Z"

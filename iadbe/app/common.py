@@ -61,6 +61,51 @@ def _prune(parent: Path, max_age_s: float) -> None:
             continue
 
 
+# --------------------------------------------------------------------------- uploads and server folders
+def uploads_root() -> Path:
+    """Where uploaded dataset zips are extracted: one folder per browser/API session, removed when the
+    session ends (``demo.unload``), when it is older than ``OUTPUT_MAX_AGE_S``, and when the app starts."""
+    return constants.IADBE_HOME / "uploads" / "sessions"
+
+
+def session_upload_dir(request: Any) -> Path:
+    """This session's extraction folder (old sessions' folders are pruned on the way)."""
+    raw = str(getattr(request, "session_hash", None) or "default")
+    name = "".join(c for c in raw if c.isalnum() or c in "-_")[:64] or "default"
+    _prune(uploads_root(), OUTPUT_MAX_AGE_S)
+    return uploads_root() / name
+
+
+def clear_session_uploads(request: Any = None) -> None:
+    """``demo.unload`` handler: remove the extracted uploads of the session that just ended."""
+    if request is not None and getattr(request, "session_hash", None):
+        shutil.rmtree(session_upload_dir(request), ignore_errors=True)
+
+
+def clear_all_uploads() -> None:
+    """At start-up no session exists yet: every extracted upload is a leftover."""
+    shutil.rmtree(uploads_root(), ignore_errors=True)
+
+
+def server_data_roots() -> list[Path]:
+    """The only server folders a user may name as a dataset (a public app must not read ``/etc``)."""
+    return [constants.SHARED_DATA, constants.IADBE_HOME / "datasets", constants.IADBE_HOME / "demo_dataset"]
+
+
+def server_folder(text: str) -> Path:
+    """``text`` as a folder inside :func:`server_data_roots` (after resolving ``..`` and links).
+
+    Raises:
+        gr.Error: the folder is elsewhere on the server.
+    """
+    path = Path(text).expanduser().resolve()
+    roots = [root.expanduser().resolve() for root in server_data_roots()]
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        raise fail(f"Server folders are read only under {', '.join(str(r) for r in roots)}; "
+                   "upload the dataset as a zip instead.", title="Folder not allowed")
+    return path
+
+
 def fail(message: str, title: str = "Error") -> Exception:
     """A ``gr.Error`` for a user mistake: shown in the browser, not printed as a traceback in the server log."""
     import gradio as gr
@@ -116,6 +161,26 @@ def file_path(value: Any) -> str | None:
     if isinstance(value, dict):
         return value.get("path") or None
     return getattr(value, "path", None) or getattr(value, "name", None)
+
+
+def uploaded_path(value: Any) -> str | None:
+    """``file_path(value)`` for events that skip Gradio's preprocessing (``preprocess=False``): accepted only
+    when the file lies in Gradio's upload folder (uploads, cached examples) or is a demo example, as Gradio
+    itself requires of preprocessed inputs. Otherwise a client could name any file on the server.
+
+    Raises:
+        gr.Error: the path points elsewhere on the server.
+    """
+    from gradio.utils import get_upload_folder
+
+    path = file_path(value)
+    if not path:
+        return None
+    real = Path(path).resolve()
+    roots = [Path(get_upload_folder()).resolve(), (constants.IADBE_HOME / "demo_dataset").resolve()]
+    if not any(real.is_relative_to(root) for root in roots):
+        raise fail("This file was not uploaded to the app: upload the image itself.", title="File not allowed")
+    return path
 
 
 def original_name(value: Any, default: str = "image") -> str:

@@ -24,6 +24,7 @@ from iadbe.app.common import (
     original_name,
     request_dir,
     resolve_model,
+    uploaded_path,
     user_errors,
 )
 
@@ -89,7 +90,7 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
     """``/predict``: (original, heatmap, mask, contours, score, label, run info, details, state)."""
     from iadbe.render import render_prediction
 
-    path = file_path(image)
+    path = uploaded_path(image)
     if not path:
         raise fail("Upload an image first (or click one of the examples).")
     threshold = _check_threshold(threshold)
@@ -190,7 +191,7 @@ def compare(image: Any, model_ids: Any, backend: str, threshold: float, opacity:
     """``/compare``: (gallery of one panel per model, table rows)."""
     from iadbe.render import render_prediction
 
-    path = file_path(image)
+    path = uploaded_path(image)
     if not path:
         raise fail("Upload an image first.")
     ids = [m for m in (model_ids or []) if m] if isinstance(model_ids, (list, tuple)) else [model_ids]

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
-from iadbe.app.common import DEFAULT_CONCURRENCY, MAX_FILE_SIZE, QUEUE_MAX_SIZE, output_root
+from iadbe.app.common import (
+    DEFAULT_CONCURRENCY,
+    MAX_FILE_SIZE,
+    QUEUE_MAX_SIZE,
+    clear_all_uploads,
+    clear_session_uploads,
+    output_root,
+    uploads_root,
+)
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7860
@@ -38,13 +47,41 @@ def launch(host: str | None = None, port: int | None = None, *, prevent_thread_l
         logging.getLogger(name).setLevel(logging.WARNING)
     outputs = output_root()
     outputs.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers()
     announce_setup()
     demo = build_app()
+    demo.unload(clear_session_uploads)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     server_name, server_port = server_address(host, port)
     demo.launch(server_name=server_name, server_port=server_port, share=False, max_file_size=MAX_FILE_SIZE,
-                allowed_paths=[str(outputs)], show_error=True, prevent_thread_lock=True, quiet=quiet)
+                allowed_paths=[str(outputs)], blocked_paths=blocked_paths(), show_error=True,
+                prevent_thread_lock=True, quiet=quiet)
     start_background_setup()  # after the server answers: its imports (torch) would slow the start down
     if not prevent_thread_lock:
         demo.block_thread()
     return demo
+
+
+def blocked_paths() -> list[str]:
+    """Folders Gradio must never serve, even if a later change widens ``allowed_paths``: the model store,
+    extracted uploads, and the Hugging Face home and token file."""
+    from huggingface_hub import constants as hf_constants
+
+    from iadbe import constants
+
+    paths = [constants.MODEL_STORE, uploads_root().parent, Path(hf_constants.HF_HOME),
+             Path(hf_constants.HF_TOKEN_PATH)]
+    return sorted({str(Path(p).expanduser().absolute()) for p in paths})
+
+
+def _clean_leftovers() -> None:
+    """Staging folders of trainings killed before this start, and uploads of sessions that no longer exist."""
+    from iadbe.store import clean_partials
+
+    try:
+        removed = clean_partials()
+    except OSError:
+        removed = 0
+    if removed:
+        logging.getLogger("iadbe.app").info("removed %d unfinished model folder(s) from the store", removed)
+    clear_all_uploads()

@@ -27,6 +27,8 @@ from iadbe.app.common import (
     redact,
     request_dir,
     resolve_model,
+    server_folder,
+    session_upload_dir,
     user_errors,
 )
 
@@ -47,39 +49,62 @@ def _session(request: gr.Request | None) -> str:
 
 
 # --------------------------------------------------------------------------- dataset
-def dataset_root(dataset_zip: Any, dataset_path: Any) -> str | Path:
-    """The dataset argument for the library: an uploaded zip, a local folder, or a Hub dataset (downloaded)."""
+def dataset_root(dataset_zip: Any, dataset_path: Any, request: Any = None) -> str | Path:
+    """The dataset argument for the library: an uploaded zip (extracted safely into this session's upload
+    folder), a folder under the app's data roots, or a Hub dataset (downloaded)."""
     uploaded = file_path(dataset_zip)
     text = str(dataset_path or "").strip()
     if uploaded:
-        return uploaded
+        return _extract_upload(Path(uploaded), request)
     if text.startswith("hf://"):
         from iadbe.hub import download_dataset
 
         return download_dataset(text)
     if text:
-        return Path(text).expanduser()
+        return server_folder(text)
     raise fail("Upload a dataset zip, or type a folder on the server or hf://datasets/OWNER/NAME.")
 
 
+def _extract_upload(uploaded: Path, request: Any) -> Path:
+    """The dataset folder inside an uploaded zip, extracted once per session (``/inspect`` then ``/train``)."""
+    import hashlib
+
+    from iadbe.data import resolve_dataset_root
+
+    key = hashlib.sha256(str(uploaded).encode()).hexdigest()[:20]  # Gradio names uploads by their content
+    return resolve_dataset_root(uploaded, extract_dir=session_upload_dir(request) / key)
+
+
 @user_errors
-def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any) -> str:
+def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any, request: gr.Request = None) -> str:
     """``/inspect``: the detection report of the dataset (layout, counts, masks, how val is built)."""
     from iadbe.data import load_dataset
 
-    root = dataset_root(dataset_zip, dataset_path)
+    root = dataset_root(dataset_zip, dataset_path, request)
     return load_dataset("folder", root, str(category or "").strip() or None).report()
 
 
 # --------------------------------------------------------------------------- train
+def _whole(value: Any, what: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise fail(f"{what} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise fail(f"{what} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _image_size(value: Any) -> int:
+    """Empty -> 256; anything else goes to the library as is (it names the accepted range)."""
+    return 256 if value in (None, "") else _whole(value, "image size")
+
+
 def _number(value: Any, what: str) -> int | None:
     """0 or empty -> None (the library's default); else a positive integer."""
     if value in (None, ""):
         return None
-    try:
-        number = int(float(value))
-    except (TypeError, ValueError):
-        raise fail(f"{what} must be a whole number, got {value!r}") from None
+    number = _whole(value, what)
     if number < 0:
         raise fail(f"{what} must be 0 (default) or positive, got {number}")
     return number or None
@@ -90,14 +115,16 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
                 max_epochs: Any, max_train_images: Any, name: Any, request: gr.Request,
                 progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
     """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result)."""
+    from iadbe.store import check_writable
     from iadbe.training import train
 
-    size = _number(image_size, "image size") or 256
+    size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")
-    root = dataset_root(dataset_zip, dataset_path)
+    check_writable()  # a read-only or full store is reported now, not after the whole training
+    root = dataset_root(dataset_zip, dataset_path, request)
     key, flag = _session(request), threading.Event()
     with _FLAGS_LOCK:
         _FLAGS[key] = flag

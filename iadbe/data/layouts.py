@@ -145,7 +145,31 @@ def locate(root: Path, category: str | None, accepted: tuple[str, ...]) -> tuple
     expected = ", ".join(accepted)
     found_layout = probe_layout(root)
     extra = f" (it looks like {found_layout})" if found_layout else ""
-    raise DatasetError(f"{root} does not have the expected layout ({expected}){extra}.\n{LAYOUT_HELP}")
+    raise DatasetError(f"{root}{contents_hint(root)} does not have the expected layout ({expected}){extra}."
+                       f"\n{LAYOUT_HELP}")
+
+
+#: Files looked at when describing a folder that fits no layout (a huge folder is not walked to the end).
+_HINT_MAX_FILES = 50_000
+
+
+def contents_hint(root: Path) -> str:
+    """Why a folder fits no layout, in words: it is empty, it holds no images, or no normal images."""
+    from itertools import islice
+
+    from iadbe.data.files import IMAGE_EXTENSIONS, is_hidden
+
+    files = [p for p in islice(root.rglob("*"), _HINT_MAX_FILES) if p.is_file() and not is_hidden(p.relative_to(root))]
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not files:
+        return " is empty (no files at all), so it"
+    if not images:
+        return (f" holds {len(files)} file(s) but no images ({' '.join(sorted(IMAGE_EXTENSIONS))}), so it")
+    normal = {name.lower() for name in pools.NORMAL_DIRS}
+    if not any(normal & {part.lower() for part in p.relative_to(root).parts[:-1]} for p in images):
+        return (f" holds {len(images)} image(s) but no folder of normal images ({', '.join(pools.NORMAL_DIRS)}): "
+                "anomaly detectors train on normal images only, so it")
+    return ""
 
 
 def _candidates(root: Path, category: str | None) -> list[tuple[Path, str | None]]:

@@ -65,10 +65,30 @@ def _decode(handle: Any, label: str) -> np.ndarray:
     except ImageError:
         raise
     except UnidentifiedImageError:
+        kind = _format_from_magic(handle)
+        if kind:
+            raise ImageError(f"{label}: starts like a {kind} file but is truncated or corrupt") from None
         raise ImageError(f"{label}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{label}: the image file is truncated or corrupt ({error})") from None
     return _pil_to_rgb(image, label)
+
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def _format_from_magic(handle: Any) -> str | None:
+    """The image format the first bytes announce (None when they announce none): a file Pillow cannot
+    identify but that starts like a PNG is a broken PNG, not "not an image"."""
+    try:
+        handle.seek(0)
+        head = handle.read(16)
+    except (OSError, ValueError):
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
 
 
 def _pil_to_rgb(image: Any, label: str) -> np.ndarray:

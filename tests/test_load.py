@@ -1,0 +1,148 @@
+"""Load: 8 ``gradio_client`` clients send 25 predictions each to the running app at the same time.
+
+Every answer must be the score the library computes for that very image (no cross-talk between sessions),
+none may fail, and the server's memory (RSS) must level off. Latency percentiles are printed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+try:
+    from .test_app import FIXTURE_MODEL, running_app
+except ImportError:
+    from test_app import FIXTURE_MODEL, running_app
+
+CLIENTS = 8
+REQUESTS = 25
+IMAGES_PER_CLIENT = 5
+SCORE_TOL = 2e-6  # the app rounds scores to 6 decimals; same backend (OpenVINO) and same decoding as the library
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process: psutil when installed, else /proc (Linux)."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss
+    except ImportError:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    raise RuntimeError("cannot read the server's memory")
+
+
+def make_images(folder: Path, base: Path) -> list[Path]:
+    """CLIENTS x IMAGES_PER_CLIENT distinct images: a normal image with a slightly brighter small square,
+    brighter and elsewhere in each, so every image has its own score (well below saturation at 1.0)."""
+    folder.mkdir(parents=True)
+    source = np.asarray(Image.open(base).convert("RGB")).astype(np.int16)
+    rng = np.random.default_rng(42)
+    paths = []
+    for index in range(CLIENTS * IMAGES_PER_CLIENT):
+        image = source.copy()
+        side = 2 + index % 3
+        y, x = rng.integers(4, source.shape[0] - 4 - side, 2)
+        image[y: y + side, x: x + side] += 10 + index
+        path = folder / f"load_{index:03d}.png"
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, hub_server):
+    return running_app(tmp_path_factory, hub_server)
+
+
+def test_eight_clients_twenty_five_predictions_each(app, tmp_path, capsys):
+    from gradio_client import Client, handle_file
+
+    from iadbe.inference import load_model
+
+    images = make_images(tmp_path / "load", app.data / "good" / "000.png")
+    model = load_model(app.store / FIXTURE_MODEL, backend="openvino")  # "auto" in the app: OpenVINO on CPU
+    expected = {path.name: prediction.score for path, prediction in zip(images, model.predict(images))}
+    scores = np.sort(np.asarray(list(expected.values())))
+    gap = float(np.diff(scores).min())
+    assert gap > 2 * SCORE_TOL, f"two load images score alike (gap {gap:.2e}): cross-talk could go unseen"
+
+    # download_files=False: the clients share this machine's CPUs with the server; they check scores, not pictures
+    clients = [Client(app.url, verbose=False, download_files=False) for _ in range(CLIENTS)]
+    warm = clients[0].predict(handle_file(str(images[0])), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")
+    assert warm[7]["backend"] == "openvino"
+    rss_start = rss_bytes(app.process.pid)
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    rss_samples: list[tuple[int, int]] = []  # (requests done, rss)
+    lock = threading.Lock()
+    start_line = threading.Barrier(CLIENTS)
+
+    def run(index: int) -> None:
+        client = clients[index]
+        own = images[index * IMAGES_PER_CLIENT: (index + 1) * IMAGES_PER_CLIENT]
+        start_line.wait()
+        for request in range(REQUESTS):
+            path = own[request % len(own)]
+            began = time.perf_counter()
+            try:
+                result = client.predict(handle_file(str(path)), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")
+            except Exception as error:  # noqa: BLE001 - every failure is reported below
+                with lock:
+                    failures.append(f"client {index} request {request}: {type(error).__name__}: {error}")
+                continue
+            took = time.perf_counter() - began
+            shown, details = result[4], result[7]  # the score box shows 4 decimals, the details 6
+            problem = None
+            if details["file"] != path.name:
+                problem = f"answer for {details['file']} to a request for {path.name}"
+            elif abs(details["score"] - expected[path.name]) > SCORE_TOL or abs(shown - details["score"]) > 6e-5:
+                problem = f"{path.name}: score {details['score']} but the library says {expected[path.name]:.6f}"
+            with lock:
+                latencies.append(took)
+                if problem:
+                    failures.append(f"client {index} request {request}: {problem}")
+                if len(latencies) % 40 == 0:
+                    rss_samples.append((len(latencies), rss_bytes(app.process.pid)))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    wall = time.perf_counter() - began
+    rss_end = rss_bytes(app.process.pid)
+
+    served = len(latencies)
+    mb = 1024 * 1024
+    half = [rss for done, rss in rss_samples if done >= served // 2]
+    summary = (f"load: {CLIENTS} clients x {REQUESTS} predictions: {served} served, {len(failures)} failed, "
+               f"{served / wall:.1f} req/s; latency p50 {percentile(latencies, 50) * 1000:.0f} ms, "
+               f"p95 {percentile(latencies, 95) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
+               f"scores {scores[0]:.3f}..{scores[-1]:.3f} (closest pair {gap:.1e} apart); "
+               f"server RSS {rss_start / mb:.0f} -> {rss_end / mb:.0f} MB "
+               f"(samples {[round(r / mb) for _, r in rss_samples]})")
+    with capsys.disabled():
+        print("\n" + summary)
+        for line in failures[:20]:
+            print("  " + line)
+    assert not failures, failures[:20]
+    assert served == CLIENTS * REQUESTS
+    assert app.process.poll() is None
+    # bounded memory: little growth overall, and the second half of the run adds (almost) nothing
+    assert rss_end - rss_start < 200 * mb, summary
+    if half:
+        assert rss_end - half[0] < 50 * mb, summary
