@@ -134,24 +134,26 @@ def test_draem_trains_with_textures_and_exports(dataset: Path, tmp_path: Path) -
 
 # --- the generalised models: train 1 epoch, export, OpenVINO equals torch ---
 
-#: (model, backbone, image size, train images, overrides); sizes are the smallest each model accepts.
-#: CS-Flow: its three pyramid scales of a stride-32 stage need a multiple of 128 px; a narrow flow
-#: (64 hidden channels instead of 1024, 20 M instead of 319 M parameters) keeps the export small.
+#: (model, backbone, image size, batch size, overrides), 8 training images; sizes are the smallest each
+#: model accepts. CS-Flow: its three pyramid scales of a stride-32 stage need a multiple of 128 px; a
+#: narrow flow (64 hidden channels instead of 1024: 20 M instead of 319 M parameters) keeps the export
+#: small. DSR: batches of 2 give the 4 steps its three phases need (VQ model, reconstruction, upsampling).
 GENERALIZED = [  # wall seconds on 2 shared CPU cores, train + calibrate + test + export + both backends
     pytest.param("csflow", "tf_efficientnet_lite0", 128, 8, {"cross_conv_hidden_channels": 64}, id="csflow"),
+    pytest.param("dsr", None, 64, 2, {}, id="dsr"),
 ]
 
 
-@pytest.mark.parametrize(("model", "backbone", "image_size", "train_images", "overrides"), GENERALIZED)
+@pytest.mark.parametrize(("model", "backbone", "image_size", "batch_size", "overrides"), GENERALIZED)
 def test_generalized_trains_exports_and_openvino_matches_torch(
-    model: str, backbone: str | None, image_size: int, train_images: int, overrides: dict[str, Any],
+    model: str, backbone: str | None, image_size: int, batch_size: int, overrides: dict[str, Any],
     dataset: Path, tmp_path: Path,
 ) -> None:
     from iadbe.training import train
 
     result = train(model, "folder", dataset, backbone=backbone, image_size=image_size, max_epochs=1,
-                   max_train_images=train_images, batch_size=train_images, out=tmp_path / model,
-                   overrides=overrides, seed=0)
+                   max_train_images=8, batch_size=batch_size, out=tmp_path / model,
+                   overrides=overrides or None, seed=0)
     assert result.meta["detector"]["extra"]["implementation"] == "iadbe"
     assert result.meta["backbone"] == backbone
     assert all(np.isfinite(value) for value in result.metrics.values())
@@ -188,3 +190,36 @@ def test_csflow_flow_module_by_module_equals_frei_graph() -> None:
     for z_got, z_expected in zip(got, expected, strict=True):
         torch.testing.assert_close(z_got, z_expected, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(jacobian, expected_jacobian.sum(), rtol=1e-5, atol=1e-4)
+
+
+def test_dsr_lean_quantizer_equals_anomalibs_and_learns_its_codebook() -> None:
+    import torch
+    from anomalib.models.image.dsr.torch_model import VectorQuantizer
+
+    from iadbe.models.generalized.dsr import TrainableVectorQuantizer
+
+    torch.manual_seed(0)
+    original, lean = VectorQuantizer(64, 8), TrainableVectorQuantizer(64, 8)
+    lean.load_state_dict(original.state_dict())
+    features = torch.randn(3, 8, 5, 7)
+    assert torch.equal(lean(features), original(features))
+
+    before = lean._embedding.weight.clone()
+    for _ in range(20):
+        _, commitment = lean.train_step(features)
+    quantized = lean(features)
+    assert not torch.equal(lean._embedding.weight, before)
+    # codes start on the data and follow it: quantisation error far below the features' variance
+    assert float(commitment) < 0.5 * float(features.var())
+    assert float((quantized - features).square().mean()) < 0.5 * float(features.var())
+
+
+def test_dsr_gives_every_phase_a_step_and_refuses_too_short_runs() -> None:
+    from iadbe.errors import SettingsError
+    from iadbe.models import create_detector, resolve_config
+
+    module = create_detector(resolve_config("dsr", image_size=64), pre_trained=False)
+    assert module.phase_steps(4) == (1, 3)
+    assert module.phase_steps(100) == (30, 79)  # 30 % VQ, then 70 % of the rest reconstruction/detection
+    with pytest.raises(SettingsError, match="at least 3 training steps"):
+        module.phase_steps(2)

@@ -228,9 +228,13 @@ register(DetectorSpec(
     name="dsr", display_name="DSR", anomalib_class="Dsr", family="Reconstruction-based",
     study_backbone=None, default_backbone=None, layers_arg=None,
     extra_requirements=(("file", "dsr_vq_model"),),
-    defaults={"latent_anomaly_strength": 0.2, "upsampling_train_ratio": 0.7}, max_epochs=700,
-    train_batch_size=8, normalize=False,
-    notes="anomalib 2.7 downloads the pretrained VQ model vq_model_pretrained_128_4096.pckl at start",
+    # vq_train_ratio is IADBE's (anomalib's Dsr has no such argument); anomalib's class is only chosen
+    # where its downloaded VQ file is present, which availability never reports (see _EXTRA_FILES).
+    defaults={"latent_anomaly_strength": 0.2, "upsampling_train_ratio": 0.7, "vq_train_ratio": 0.3}, max_epochs=700,
+    train_batch_size=8, normalize=False, generalized="iadbe.models.generalized.dsr:GeneralizedDsr",
+    notes="anomalib 2.7 downloads the pretrained VQ model vq_model_pretrained_128_4096.pckl (trained on ImageNet) "
+          "at start; IADBE's trains that VQ model first, on the category's normal training images "
+          "(vq_train_ratio of the steps), then DSR's own phases",
 ))
 register(DetectorSpec(
     name="efficient_ad", display_name="EfficientAD", anomalib_class="EfficientAd", family="Teacher Student",
