@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -284,9 +285,9 @@ def clean_partials(store: Path | None = None) -> int:
             continue
         match = _STAGING.match(child.name)
         if child.name.endswith(".old") and match and not (root / match["name"]).exists():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # if the rename fails, the backup stays for a person to see
                 os.replace(child, root / match["name"])
-                continue
+            continue
         shutil.rmtree(child, ignore_errors=True)
         removed += 1
     return removed
@@ -294,8 +295,6 @@ def clean_partials(store: Path | None = None) -> int:
 
 def _abandoned(child: Path) -> bool:
     """True when the process that wrote ``child`` is gone (or, if unknown, it is older than STALE_AFTER_S)."""
-    import time
-
     match = _STAGING.match(child.name)
     if match is not None:
         return not _process_alive(int(match["pid"]))

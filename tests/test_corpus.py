@@ -252,6 +252,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow  # a second interpreter importing torch and OpenVINO; the in-process CLI test covers the cases
 def test_cli_process_reports_bad_input_without_a_traceback(cases, fixture_model, app, tmp_path):
     """The real entry point (``python -m iadbe``): exit codes and plain messages, no Python traceback."""
     env_home = {"IADBE_HOME": str(tmp_path / "home")}

@@ -67,13 +67,14 @@ CLI_DRIVER = textwrap.dedent("""
 def test_cli_failures_never_show_or_write_the_token(hub_env, app, tmp_path):
     """Push, download, dataset and manifest failures in one CLI process with verbose logs: the planted token
     (invalid: 401) and a valid token used where it has no rights (403/404) appear nowhere."""
-    from iadbe.hub import push_model
+    import yaml
 
-    private = hub_env.repo_id("secret-private")
-    push_model(app.store / FIXTURE_MODEL, private, private=True, path_in_repo="padim/parts",
-               manifest_path=tmp_path / "manifest.yaml")  # the manifest now holds the private entry
-    entry_id = next(line.split(": ", 1)[1] for line in (tmp_path / "manifest.yaml").read_text().splitlines()
-                    if line.startswith("- id: "))
+    private = hub_env.repo_id("secret-private")  # never created: the Hub answers 401 to the planted token
+    entry_id = "secret-entry"
+    entry = {"id": entry_id, "display_name": "secret", "model": "padim", "repo_id": private,
+             "path_in_repo": "padim/parts", "revision": "1" * 40, "license": "mit",
+             "files": {"iadbe.json": "a" * 64, "weights.safetensors": "b" * 64}}
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"models": [entry]}))
     model = tmp_path / "model"
     shutil.copytree(app.store / FIXTURE_MODEL, model)
     image = str(app.data / "good" / "000.png")
@@ -82,8 +83,10 @@ def test_cli_failures_never_show_or_write_the_token(hub_env, app, tmp_path):
         (PLANTED, ["-v", "push", "--model-dir", str(model), "--repo-id", f"{HUB_USER}/secret-push"]),
         (PLANTED, ["-v", "predict", "--model", f"hf://{private}/padim/parts@main", "--out", str(out), image]),
         (PLANTED, ["-v", "models", "--download", entry_id]),
-        (PLANTED, ["-v", "train", "--model", "padim", "--dataset", "folder", "--root",
-                   f"hf://datasets/{HUB_USER}/secret-data", "--image-size", "64", "--out", str(home / "m")]),
+        # a Hub dataset through `zoo` (the same download as `train --root hf://datasets/...`, which first loads
+        # torch and the backbones: 10+ s more for the same code path)
+        (PLANTED, ["-v", "zoo", "--dataset", "folder", "--root", f"hf://datasets/{HUB_USER}/secret-data",
+                   "--models", "padim", "--repo-id", f"{HUB_USER}/secret-zoo", "--work-dir", str(home / "zoo")]),
         (HUB_TOKEN, ["-v", "push", "--model-dir", str(model), "--repo-id", f"{OTHER_USER}/not-mine"]),
     ]
     hub_env.server.echo_auth_in_errors = True
