@@ -228,3 +228,28 @@ def test_app_reports_an_unwritable_store_and_keeps_serving(app, tmp_path):
     image = str(app.data / "good" / "000.png")
     assert 0 <= client.predict(handle_file(image), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")[4] <= 1
     assert "Traceback" not in app.log_tail(20000).split("a file is in the way")[-1]
+
+
+def test_app_start_cleans_stale_staging_and_old_uploads(tmp_path, monkeypatch):
+    """What ``launch()`` does before serving: staging folders of dead trainings and every extracted upload go."""
+    from iadbe import constants
+    from iadbe.app.common import uploads_root
+    from iadbe.app.server import _clean_leftovers
+    from iadbe.app.training_tab import end_session
+
+    monkeypatch.setattr(constants, "IADBE_HOME", tmp_path / "home")
+    monkeypatch.setattr(constants, "MODEL_STORE", tmp_path / "home" / "models")
+    stale = constants.MODEL_STORE / f".partial-{dead_pid()}-gone-abcd1234"
+    stale.mkdir(parents=True)
+    upload = uploads_root() / "some-session" / "x"
+    upload.mkdir(parents=True)
+    _clean_leftovers()
+    assert not stale.exists() and not uploads_root().exists()
+
+    class Request:  # what Gradio passes to the unload handler
+        session_hash = "abc123"
+
+    for session in ("abc123", "other"):
+        (uploads_root() / session / "zip").mkdir(parents=True)
+    end_session(Request())
+    assert sorted(p.name for p in uploads_root().iterdir()) == ["other"]

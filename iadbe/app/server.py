@@ -12,7 +12,6 @@ from iadbe.app.common import (
     MAX_FILE_SIZE,
     QUEUE_MAX_SIZE,
     clear_all_uploads,
-    clear_session_uploads,
     output_root,
     uploads_root,
 )
@@ -40,6 +39,7 @@ def launch(host: str | None = None, port: int | None = None, *, prevent_thread_l
     background thread (about a minute, once) while the app already answers.
     """
     from iadbe.app.startup import announce_setup, start_background_setup
+    from iadbe.app.training_tab import end_session
     from iadbe.app.ui import build_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,7 +50,7 @@ def launch(host: str | None = None, port: int | None = None, *, prevent_thread_l
     _clean_leftovers()
     announce_setup()
     demo = build_app()
-    demo.unload(clear_session_uploads)
+    demo.unload(end_session)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     server_name, server_port = server_address(host, port)
     demo.launch(server_name=server_name, server_port=server_port, share=False, max_file_size=MAX_FILE_SIZE,

@@ -21,6 +21,7 @@ from typing import Any
 import gradio as gr
 
 from iadbe.app.common import (
+    clear_session_uploads,
     fail,
     file_path,
     model_choices,
@@ -73,6 +74,11 @@ def _extract_upload(uploaded: Path, request: Any) -> Path:
 
     key = hashlib.sha256(str(uploaded).encode()).hexdigest()[:20]  # Gradio names uploads by their content
     return resolve_dataset_root(uploaded, extract_dir=session_upload_dir(request) / key)
+
+
+def end_session(request: gr.Request) -> None:
+    """``demo.unload``: the session is over, its extracted uploads go."""
+    clear_session_uploads(request)
 
 
 @user_errors
