@@ -138,9 +138,12 @@ def test_draem_trains_with_textures_and_exports(dataset: Path, tmp_path: Path) -
 #: model accepts. CS-Flow: its three pyramid scales of a stride-32 stage need a multiple of 128 px; a
 #: narrow flow (64 hidden channels instead of 1024: 20 M instead of 319 M parameters) keeps the export
 #: small. DSR: batches of 2 give the 4 steps its three phases need (VQ model, reconstruction, upsampling).
+#: EfficientAD: its autoencoder needs 256 px; batch 1 as the paper (8 steps: 2 distilling the teacher).
 GENERALIZED = [  # wall seconds on 2 shared CPU cores, train + calibrate + test + export + both backends
     pytest.param("csflow", "tf_efficientnet_lite0", 128, 8, {"cross_conv_hidden_channels": 64}, id="csflow"),
-    pytest.param("dsr", None, 64, 2, {}, id="dsr"),
+    pytest.param("dsr", None, 64, 2, {}, id="dsr", marks=pytest.mark.slow),
+    pytest.param("efficient_ad", "tf_efficientnet_lite0", 256, 1, {}, id="efficient_ad",
+                 marks=pytest.mark.slow),  # 570 s with 8 other jobs on the 2 cores
 ]
 
 
@@ -223,3 +226,17 @@ def test_dsr_gives_every_phase_a_step_and_refuses_too_short_runs() -> None:
     assert module.phase_steps(100) == (30, 79)  # 30 % VQ, then 70 % of the rest reconstruction/detection
     with pytest.raises(SettingsError, match="at least 3 training steps"):
         module.phase_steps(2)
+
+
+def test_efficient_ad_teacher_is_sized_from_the_backbone_and_penalty_images_are_offline() -> None:
+    from iadbe.models import create_detector, resolve_config
+    from iadbe.models.generalized.efficient_ad import PenaltyImages
+
+    module = create_detector(resolve_config("efficient_ad", backbone="tf_efficientnet_lite0", image_size=256),
+                             pre_trained=False)
+    assert module.model.teacher.conv4.out_channels == 40 + 112  # Lite0's stride-8 and stride-16 stages
+    assert module.model.student.conv4.out_channels == 2 * 152
+    penalty = PenaltyImages((256, 256))
+    assert len(penalty.images) == 19
+    image, _ = penalty[3]
+    assert image.shape == (3, 256, 256) and 0.0 <= float(image.min()) and float(image.max()) <= 1.0

@@ -238,11 +238,16 @@ register(DetectorSpec(
 ))
 register(DetectorSpec(
     name="efficient_ad", display_name="EfficientAD", anomalib_class="EfficientAd", family="Teacher Student",
-    in_study=False, study_backbone=None, default_backbone=None, layers_arg=None,
+    # study_backbone: the paper distils its teacher from WideResNet-101; IADBE's distils from the chosen
+    # backbone. distillation_ratio is IADBE's; anomalib's class needs the downloaded teacher, never here.
+    in_study=False, study_backbone="wide_resnet101_2", default_backbone="tf_efficientnet_lite0", layers_arg=None,
     extra_requirements=(("file", "efficientad_teacher"), ("file", "imagenette")),
-    defaults={"teacher_out_channels": 384, "model_size": "small"}, max_epochs=200, train_batch_size=1,
-    normalize=False,
-    notes="anomalib 2.7 downloads the pretrained teacher and Imagenette (~1.5 GB) at training start",
+    defaults={"teacher_out_channels": 384, "model_size": "small", "distillation_ratio": 0.3}, max_epochs=200,
+    train_batch_size=1, normalize=False,
+    generalized="iadbe.models.generalized.efficient_ad:GeneralizedEfficientAd",
+    notes="anomalib 2.7 downloads the pretrained teacher and Imagenette (~1.5 GB) at training start; IADBE's "
+          "distils the PDN teacher from the backbone's stride-8/16 features on the training images "
+          "(distillation_ratio of the steps) and uses scikit-image's images as penalty images; images >= 256 px",
 ))
 register(DetectorSpec(
     name="dinomaly", display_name="Dinomaly", anomalib_class="Dinomaly", family="Reconstruction-based",
