@@ -389,3 +389,28 @@ def test_manifest_with_a_wrong_checksum_is_refused_everywhere(hub_env, fixture_m
         load_model(entry.id)
     code, _, err = cli(["models", "--download", entry.id], capsys)
     assert code == 2 and "Checksum mismatch for weights.safetensors" in err and "deleted from the cache" in err
+
+
+#: The inputs issue 8 lists; the corpus must keep a case for each.
+REQUIRED = {
+    "image": {"not_an_image", "truncated_png", "truncated_jpeg", "zero_bytes", "one_by_one", "bomb_20000x20000",
+              "gray_16bit_png", "cmyk_jpeg", "palette_png", "animated_gif", "exif_rotated_jpeg"},
+    "zip": {"path_traversal", "absolute_path", "symlink_member", "ratio_bomb", "total_size_bomb", "too_many_files",
+            "nested_zip", "no_normal_images", "only_one_image", "masks_do_not_match_names",
+            "masks_do_not_match_size", "mixed_image_sizes"},
+    "model": {"pickle_ckpt_file", "weights_do_not_fit", "truncated_safetensors"},
+    "manifest": {"manifest_unknown_model", "manifest_bad_checksum_format"},
+    "setting": {"image_size_negative", "image_size_huge", "epochs_negative", "epochs_huge", "threshold_negative",
+                "threshold_above_one"},
+}
+
+
+def test_corpus_manifest_lists_every_required_case(cases, tmp_path):
+    rows = json.loads(corpus.write_manifest(cases, tmp_path / "manifest.json").read_text())
+    by_kind: dict[str, set[str]] = {}
+    for row in rows:
+        by_kind.setdefault(row["kind"], set()).add(row["name"])
+        assert row["expect"] == ACCEPTED or re.compile(row["expect"])
+        assert row["file"] is None or Path(row["file"]).exists()
+    for kind, names in REQUIRED.items():
+        assert names <= by_kind.get(kind, set()), names - by_kind.get(kind, set())

@@ -184,7 +184,8 @@ def call_raw(app, api_name: str, data: list) -> tuple[str, str]:
 def test_app_refuses_server_paths_given_as_uploads(app):
     """A client may send a file value naming a path on the server instead of uploading a file: refused, for
     the events that skip Gradio's own check (``preprocess=False``) and for those that do not."""
-    targets = (str(app.data / "good" / "000.png"), "/etc/passwd", str(app.store / FIXTURE_MODEL / "weights.safetensors"))
+    weights = app.store / FIXTURE_MODEL / "weights.safetensors"
+    targets = (str(app.data / "good" / "000.png"), "/etc/passwd", str(weights))
     for path in targets:
         value = {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
         for api_name, models in (("predict", FIXTURE_MODEL), ("compare", [FIXTURE_MODEL, FIXTURE_MODEL])):
