@@ -85,6 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest file to add/update the entry in")
     p.set_defaults(func=cmd_push)
 
+    p = sub.add_parser("benchmark", help="models x categories x seeds, each run in its own process; resumable")
+    p.add_argument("--models", help="comma-separated detector names, e.g. padim,patchcore")
+    _add_dataset_args(p, required=False)
+    p.add_argument("--categories", help="comma-separated categories, or 'all' (default: all found under --root)")
+    p.add_argument("--backbone")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (tables show mean ± std)")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-train-images", type=int, help="train on a seeded subset (quick runs)")
+    p.add_argument("--mode", choices=("per_category", "one_to_all", "unified"), default="per_category",
+                   help="one_to_all: train on each category, test on all (the study's unified table); "
+                        "unified: one model trained on all categories together")
+    p.add_argument("--out", help="output folder (default: IADBE_HOME/benchmark/<dataset>); re-run to resume")
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds before one run is stopped")
+    p.add_argument("--compare-study", action="store_true",
+                   help="print our numbers next to the IADBE study's (runs nothing new without --models)")
+    p.set_defaults(func=cmd_benchmark)
+
     p = sub.add_parser("zoo", help="maintainers: train every model on every category, push each, write the manifest")
     _add_dataset_args(p)
     p.add_argument("--models", required=True, help="comma-separated detector names, e.g. padim,patchcore")
@@ -327,6 +345,42 @@ def cmd_push(args: argparse.Namespace) -> int:
     result = push_model(Path(args.model_dir), args.repo_id, private=args.private, path_in_repo=args.path_in_repo,
                         manifest_path=Path(args.manifest) if args.manifest else None)
     print(f"pushed {len(result.files)} files to {result.url} at revision {result.revision}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from iadbe.benchmark import RESULTS_DIR, aggregate, compare_with_study, format_comparison, load_records
+    from iadbe.benchmark import run_benchmark
+    from iadbe.errors import SettingsError
+
+    if not args.dataset:
+        raise SettingsError("--dataset is required")
+    out = Path(args.out) if args.out else RESULTS_DIR / args.dataset
+    if args.models:
+        if not args.root:
+            raise SettingsError("--root is required to run models")
+        categories = None if args.categories in (None, "all") else _split_list(args.categories)
+        try:
+            seeds = [int(seed) for seed in _split_list(args.seeds)]
+        except ValueError:
+            raise SettingsError(f"--seeds must be integers, got {args.seeds!r}") from None
+        result = run_benchmark(
+            _split_list(args.models), args.dataset, args.root, categories, seeds=seeds, backbone=args.backbone,
+            image_size=args.image_size, max_epochs=args.max_epochs, max_train_images=args.max_train_images,
+            mode=args.mode, out=out, timeout_s=args.timeout, progress=lambda f, m: print(m, flush=True))
+        print(result.summary())
+        if "md" in result.files:
+            print(result.files["md"].read_text(encoding="utf-8"))
+    elif not args.compare_study:
+        raise SettingsError("name --models to run, or --compare-study to compare stored results")
+    if args.compare_study:
+        rows = [r for r in aggregate(load_records(out)) if r["mode"] == "per_category"]
+        if not rows:
+            raise SettingsError(f"no finished runs in {out}; run the benchmark first")
+        flat = [{"model": r["model"], "category": r["category"],
+                 **{m: (r[m].mean if r[m] is not None else None) for m in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")}}
+                for r in rows]
+        print(format_comparison(compare_with_study(flat, args.dataset), args.dataset))
     return 0
 
 

@@ -78,6 +78,7 @@ def train(
     export: bool = True,
     progress: ProgressFn | None = None,
     overrides: dict[str, Any] | None = None,
+    splits: Any | None = None,
 ) -> TrainResult:
     """Train ``model`` on a local dataset and write a model directory.
 
@@ -88,6 +89,8 @@ def train(
         out: model directory to write (default: a new folder in the local model store).
         max_train_images: use a seeded subset of the normal training images (quick runs, tests).
         progress: called with (fraction, message) as work advances.
+        splits: ready-made :class:`~iadbe.data.DatasetSplits` to use instead of reading ``dataset``/``root``
+            (the benchmark's unified mode trains on several categories together this way).
     Returns:
         The :class:`TrainResult`; the model directory holds iadbe.json, weights.safetensors and
         openvino/model.{xml,bin}.
@@ -113,7 +116,8 @@ def train(
         raise SettingsError(f"max train images must be positive, got {max_train_images}")
 
     progress(0.0, "reading the dataset")
-    splits = load_dataset(dataset, root, category, seed=seed)
+    if splits is None:
+        splits = load_dataset(dataset, root, category, seed=seed)
     train_samples = _subset(splits.train, max_train_images, seed)
     report = splits.report()
     if len(train_samples) != len(splits.train):

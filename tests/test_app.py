@@ -324,15 +324,32 @@ def test_push_needs_a_valid_token_and_never_echoes_it(app_server, client, hub_se
     assert HUB_TOKEN not in log and wrong not in log
 
 
-def test_benchmark_tab_without_the_module_shows_the_note(client):
+def test_benchmark_runs_through_the_app_and_its_results_can_be_browsed(app_server, client):
+    import shutil
+
     from gradio_client.exceptions import AppError
 
-    from iadbe.app.benchmark_tab import available
-
-    if available():
-        pytest.skip("iadbe.benchmark exists: its own tests cover it")
-    with pytest.raises(AppError, match="not part of this build"):
-        client.predict("padim", "folder", "/nowhere", "", 64, 0, api_name="/benchmark")
+    with pytest.raises(AppError, match="read only under"):  # a public app reads no arbitrary server folder
+        client.predict("padim", "folder", "/etc", "", 64, 0, api_name="/benchmark")
+    data = app_server.home / "datasets" / "parts"
+    if not data.is_dir():
+        shutil.copytree(app_server.data, data)
+    table, report, plot, comparison = client.predict("padim", "folder", str(data), "", 64, 0, api_name="/benchmark")
+    (row,) = table["data"]
+    assert row[0] == "padim" and row[1] == "parts" and 0.0 <= row[3] <= 100.0
+    assert "| PaDiM |" in report and plot
+    out = app_server.home / "benchmark" / "folder"
+    assert {"results.csv", "results.md", "results.tex", "auroc_vs_time.png", "radar.png"} <= {
+        p.name for p in out.iterdir()}
+    listed = client.predict(api_name="/benchmark_results")  # the browser's list (a dropdown update)
+    choices = listed.get("choices", []) if isinstance(listed, dict) else [listed]
+    paths = [str(c[0] if isinstance(c, (list, tuple)) else c) for c in choices]
+    assert str(out / "results.csv") in paths, listed
+    shown, _, _ = client.predict(str(out / "results.csv"), api_name="/benchmark_result")
+    shown = shown.get("value", shown)  # a dataframe value: headers + data
+    assert shown["headers"][:3] == ["mode", "model", "backbone"] and shown["data"][0][1] == "padim"
+    with pytest.raises(AppError, match="not in the list of choices|Only files of the benchmark results"):
+        client.predict("/etc/passwd", api_name="/benchmark_result")
 
 
 @pytest.mark.slow

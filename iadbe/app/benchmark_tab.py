@@ -1,102 +1,81 @@
-"""Benchmark tab: a run form and a results browser over ``iadbe.benchmark`` when it is installed.
+"""Benchmark tab: run the benchmark engine (``iadbe.benchmark``) and browse stored results.
 
-``iadbe.benchmark`` is imported inside the handlers only (it is optional and heavy). Without it the tab
-shows the study's reference note; the ``/benchmark`` endpoint then answers with that note as an error.
+The engine is imported inside the handlers (it imports the training stack when it runs).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from iadbe import constants
-from iadbe.app.common import fail, user_errors
+from iadbe.app.common import fail, server_folder, user_errors
 
 STUDY_NOTE = """\
 ### The IADBE study (reference)
 
-The IADBE study benchmarked anomalib 1.x detectors (the Models tab lists them) with the study's
-backbones (ResNet-18, Wide-ResNet-50) and selected checkpoints and thresholds **on the test set**, so
-its numbers are upper bounds. IADBE's own runs fit thresholds on validation data only and score the
-whole test set. For example, on MVTec 3D-AD *tire* the study reports image / pixel AUROC of
-PaDiM 80.97 / 95.22 and PatchCore 79.95 / 99.20; `docs/NOTES.md` has what was measured on this machine.
+The IADBE study benchmarked anomalib 1.x detectors with ResNet-18 / Wide-ResNet-50 backbones and
+selected checkpoints and thresholds **on the test set**, so its numbers are upper bounds. IADBE's runs fit
+thresholds on validation data only and score the whole test set. Each run is its own process; running
+the same benchmark again skips finished runs. Its tables are stored in the package
+(`iadbe/benchmark/study_tables.json`); the comparison below says where its printed averages are wrong.
 """
-RESULT_SUFFIXES = {".csv", ".json", ".md", ".txt", ".png", ".jpg", ".svg"}
-
-
-def available() -> bool:
-    """Whether ``iadbe.benchmark`` can be imported (checked without importing it)."""
-    try:
-        return importlib.util.find_spec("iadbe.benchmark") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _module() -> Any:
-    if not available():
-        raise fail("iadbe.benchmark is not part of this build yet: only the study's reference note is shown.",
-                       title="Not available")
-    return importlib.import_module("iadbe.benchmark")
+RESULT_SUFFIXES = {".csv", ".json", ".md", ".tex", ".txt", ".png"}
+DATASETS = ["mvtec3d", "mvtec", "btech", "kolektor", "visa", "folder"]
 
 
 def result_roots() -> list[Path]:
     """Folders the results browser may read (and nothing outside them)."""
-    roots = [constants.PROJECT_DIR / "results", constants.IADBE_HOME / "benchmark"]
-    try:
-        extra = getattr(importlib.import_module("iadbe.benchmark"), "RESULTS_DIR", None) if available() else None
-    except Exception:  # noqa: BLE001 - a broken optional module must not break the browser
-        extra = None
-    if extra:
-        roots.append(Path(extra))
+    from iadbe.benchmark import RESULTS_DIR
+
+    roots = [Path(RESULTS_DIR), constants.PROJECT_DIR / "docs" / "benchmark"]
     return [root for root in roots if root.is_dir()]
 
 
-def _call(fn: Any, values: dict[str, Any]) -> Any:
-    """Call ``fn`` with the form values its signature accepts."""
-    parameters = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return fn(**values)
-    return fn(**{key: value for key, value in values.items() if key in parameters})
-
-
-def _rows(result: Any) -> tuple[list[str], list[list[Any]]]:
-    """(headers, rows) of whatever the benchmark returned (objects with rows, data frames, dicts)."""
-    for attr in ("to_rows", "rows"):
-        value = getattr(result, attr, None)
-        result = value() if callable(value) else (value if value is not None else result)
-    if hasattr(result, "to_dict") and hasattr(result, "columns"):  # a pandas DataFrame
-        return [str(c) for c in result.columns], result.values.tolist()
-    if isinstance(result, dict):
-        result = [result]
-    if isinstance(result, (list, tuple)) and result and all(isinstance(r, dict) for r in result):
-        headers = list(dict.fromkeys(key for row in result for key in row))
-        return headers, [[row.get(h) for h in headers] for row in result]
-    return ["result"], [[str(result)]]
+def _split(text: Any) -> list[str]:
+    return [part.strip() for part in str(text or "").replace(";", ",").split(",") if part.strip()]
 
 
 @user_errors
-def run_benchmark(models: Any, dataset: Any, root: Any, category: Any, image_size: Any,
+def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_size: Any,
                   max_train_images: Any, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
-    """``/benchmark``: run models x one dataset through ``iadbe.benchmark``; returns (table, text)."""
-    module = _module()
-    fn = getattr(module, "run_benchmark", None) or getattr(module, "run", None)
-    if not callable(fn):
-        raise fail("iadbe.benchmark has no run_benchmark() function; use its command line.")
-    names = [m.strip() for m in str(models or "").replace(";", ",").split(",") if m.strip()]
-    values = {"models": names, "dataset": str(dataset or "folder"), "root": str(root or "").strip(),
-              "category": str(category or "").strip() or None, "image_size": int(image_size or 256),
-              "max_train_images": int(max_train_images or 0) or None,
-              "progress": lambda fraction, message: progress(fraction, desc=message)}
-    result = _call(fn, values)
-    headers, rows = _rows(result)
-    table = getattr(result, "table", None)
-    text = table() if callable(table) else (str(table) if table else "")
-    return gr.update(value=rows, headers=headers), text
+    """``/benchmark``: run (or resume) models x categories; returns (rows, markdown report, plot, comparison)."""
+    from iadbe import benchmark
+
+    names = _split(models)
+    if not names:
+        raise fail("Name at least one model, e.g. padim, patchcore.")
+    kind = str(dataset or "mvtec3d")
+    if kind not in DATASETS:
+        raise fail(f"Unknown dataset kind {kind!r}.")
+    folder = server_folder(str(root or "").strip()) if str(root or "").strip() else None
+    if folder is None:
+        raise fail("Type the dataset folder on the server (under the app's data folders).")
+    size = int(image_size or 256)
+    limit = int(max_train_images or 0) or None
+    result = benchmark.run_benchmark(names, kind, folder, _split(categories) or None, image_size=size,
+                                     max_train_images=limit, out=Path(benchmark.RESULTS_DIR) / kind,
+                                     progress=lambda fraction, message: progress(fraction, desc=message))
+    return _result_views(result.out, kind)
+
+
+def _result_views(out: Path, kind: str) -> tuple:
+    from iadbe.benchmark import aggregate, compare_with_study, format_comparison, load_records
+
+    rows = [r for r in aggregate(load_records(out)) if r["mode"] == "per_category"]
+    table = [[r["model"], r["category"], r["backbone"] or "-",
+              *[None if r[m] is None else round(100 * r[m].mean, 2) for m in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")],
+              None if r["training_time_s"] is None else round(r["training_time_s"].mean, 1),
+              None if r["openvino_ms"] is None else round(r["openvino_ms"].mean, 1)] for r in rows]
+    report = (out / "results.md").read_text(encoding="utf-8") if (out / "results.md").is_file() else ""
+    plot = out / "auroc_vs_time.png"
+    flat = [{"model": r["model"], "category": r["category"],
+             **{m: (r[m].mean if r[m] is not None else None) for m in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")}}
+            for r in rows]
+    comparison = format_comparison(compare_with_study(flat, kind), kind) if flat else ""
+    return table, report, str(plot) if plot.is_file() else None, comparison
 
 
 @user_errors
@@ -124,34 +103,38 @@ def show_result(path: Any) -> tuple:
             lines = list(csv.reader(handle))
         if not lines:
             return gr.update(value=[]), "(empty file)", None
-        return gr.update(value=lines[1:], headers=lines[0]), "", None
+        import pandas as pd
+
+        return pd.DataFrame(lines[1:], columns=lines[0]), "", None
     return gr.update(value=[]), file.read_text(encoding="utf-8", errors="replace")[:100_000], None
 
 
 def build() -> None:
     """The Benchmark tab's components (inside an open ``gr.Tab``)."""
     gr.Markdown(STUDY_NOTE)
-    with gr.Column(visible=available()):
-        with gr.Row():
-            models = gr.Textbox(value="padim, patchcore", label="models (comma separated)")
-            dataset = gr.Dropdown(["folder", "mvtec", "mvtec3d", "btech", "kolektor", "visa"], value="folder",
-                                  label="dataset kind")
-            root = gr.Textbox(label="dataset root on the server")
-            category = gr.Textbox(label="category")
-        with gr.Row():
-            image_size = gr.Slider(64, 512, value=256, step=32, label="image size")
-            max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
-            start = gr.Button("Run benchmark", variant="primary")
-        table = gr.Dataframe(label="results", interactive=False)
-        text = gr.Textbox(label="summary", lines=8)
-        start.click(run_benchmark, [models, dataset, root, category, image_size, max_train], [table, text],
-                    api_name="benchmark", concurrency_limit=1, concurrency_id="train")
-        gr.Markdown("#### Results browser")
-        with gr.Row():
-            files = gr.Dropdown(label="result file", choices=[], scale=4)
-            refresh = gr.Button("↻", scale=0, min_width=60)
-        shown_table = gr.Dataframe(label="table", interactive=False)
-        shown_text = gr.Textbox(lines=10, label="file")
-        shown_image = gr.Image(label="plot", interactive=False)
-        refresh.click(list_results, None, files, api_name="benchmark_results")
-        files.change(show_result, files, [shown_table, shown_text, shown_image], api_name="benchmark_result")
+    with gr.Row():
+        models = gr.Textbox(value="padim, patchcore", label="models (comma separated)")
+        dataset = gr.Dropdown(DATASETS, value="mvtec3d", label="dataset kind")
+        root = gr.Textbox(value=str(constants.SHARED_DATA / "mvtec_3d"), label="dataset root on the server")
+        categories = gr.Textbox(label="categories (comma separated; empty = all)")
+    with gr.Row():
+        image_size = gr.Slider(64, 512, value=256, step=32, label="image size")
+        max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
+        start = gr.Button("Run benchmark", variant="primary")
+    table = gr.Dataframe(headers=["model", "category", "backbone", "image AUROC", "pixel AUROC", "PRO",
+                                  "training s", "OpenVINO ms"], label="results", interactive=False)
+    with gr.Row():
+        plot = gr.Image(label="image AUROC vs training time", interactive=False)
+        comparison = gr.Textbox(label="compared with the study", lines=12)
+    report = gr.Markdown()
+    start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train],
+                [table, report, plot, comparison], api_name="benchmark", concurrency_limit=1, concurrency_id="train")
+    gr.Markdown("#### Results browser")
+    with gr.Row():
+        files = gr.Dropdown(label="result file", choices=[], scale=4)
+        refresh = gr.Button("↻", scale=0, min_width=60)
+    shown_table = gr.Dataframe(label="table", interactive=False)
+    shown_text = gr.Textbox(lines=10, label="file")
+    shown_image = gr.Image(label="plot", interactive=False)
+    refresh.click(list_results, None, files, api_name="benchmark_results")
+    files.change(show_result, files, [shown_table, shown_text, shown_image], api_name="benchmark_result")

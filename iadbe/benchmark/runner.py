@@ -1,0 +1,178 @@
+"""Run models x categories x seeds, each in its own process; resumable; then tables and plots.
+
+A crash, a kill or an out-of-memory in one run becomes a ``failed`` record (exit code, the end of its
+output) and the others continue. Running the same benchmark again skips every run with an ``ok``
+record, so a benchmark stopped midway only runs what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from iadbe import constants
+from iadbe.benchmark.runs import MODES, RunSpec, finished_ids, load_records, record_path, write_record
+from iadbe.errors import SettingsError
+
+#: Default output folder of the benchmark (also browsed by the app's Benchmark tab).
+RESULTS_DIR = constants.IADBE_HOME / "benchmark"
+#: A run that takes longer than this is stopped and recorded as failed.
+DEFAULT_RUN_TIMEOUT_S = 6 * 3600
+BenchmarkProgress = Callable[[float, str], None]
+
+
+@dataclass
+class BenchmarkResult:
+    """What :func:`run_benchmark` did and wrote."""
+
+    out: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"{len(self.ran)} run, {len(self.skipped)} skipped (already done), {len(self.failed)} failed; "
+                f"results in {self.out}")
+
+
+def plan_runs(models: Sequence[str], dataset: str, root: str | Path, categories: Sequence[str] | None = None, *,
+              seeds: Sequence[int] = (0,), mode: str = "per_category", **settings: Any) -> list[RunSpec]:
+    """Every RunSpec of a benchmark, in order (model-major). ``categories`` None: all found under ``root``."""
+    from iadbe.data import list_categories
+    from iadbe.models import get_spec
+
+    if mode not in MODES:
+        raise SettingsError(f"unknown benchmark mode {mode!r}; use one of {', '.join(MODES)}")
+    names = [get_spec(model).name for model in models]
+    if not names:
+        raise SettingsError("name at least one model")
+    found = list(categories) if categories else list_categories(dataset, root)
+    if not seeds:
+        raise SettingsError("name at least one seed")
+    root = str(root)
+    if mode == "unified":
+        return [RunSpec(model, dataset, root, "all", seed, mode=mode, test_categories=tuple(found), **settings)
+                for model in names for seed in seeds]
+    tests = tuple(found) if mode == "one_to_all" else ()
+    return [RunSpec(model, dataset, root, category, seed, mode=mode, test_categories=tests, **settings)
+            for model in names for category in found for seed in seeds]
+
+
+def run_benchmark(
+    models: Sequence[str],
+    dataset: str,
+    root: str | Path,
+    categories: Sequence[str] | None = None,
+    *,
+    seeds: Sequence[int] = (0,),
+    backbone: str | None = None,
+    image_size: int = 256,
+    max_epochs: int | None = None,
+    max_train_images: int | None = None,
+    mode: str = "per_category",
+    out: str | Path | None = None,
+    timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
+    progress: BenchmarkProgress | None = None,
+    make_outputs: bool = True,
+) -> BenchmarkResult:
+    """Run (or resume) a benchmark and write its records, tables and plots under ``out``.
+
+    Args:
+        models: registry names, e.g. ``["padim", "patchcore"]``.
+        categories: categories to run (default: every category found under ``root``).
+        seeds: one run per seed; tables show mean and spread over seeds.
+        mode: ``per_category``, ``one_to_all`` (the study's unified table) or ``unified`` (one model, all
+            categories together); see :class:`~iadbe.benchmark.runs.RunSpec`.
+        out: output folder (default ``RESULTS_DIR/<dataset>``); records go to ``out/runs``.
+    """
+    report = progress or (lambda fraction, message: None)
+    out = Path(out) if out else RESULTS_DIR / dataset
+    specs = plan_runs(models, dataset, root, categories, seeds=seeds, mode=mode, backbone=backbone,
+                      image_size=image_size, max_epochs=max_epochs, max_train_images=max_train_images)
+    result = BenchmarkResult(out)
+    done = finished_ids(out)
+    for index, spec in enumerate(specs):
+        if spec.run_id in done:
+            result.skipped.append(spec.run_id)
+            continue
+        report(index / len(specs), f"run {index + 1}/{len(specs)}: {spec.run_id}")
+        record = run_in_process(spec, out, timeout_s)
+        (result.ran if record["status"] == "ok" else result.failed).append(spec.run_id)
+    result.records = load_records(out)
+    if make_outputs:
+        report(0.98, "writing tables and plots")
+        from iadbe.benchmark.report import write_outputs
+
+        result.files = write_outputs(out, result.records, dataset)
+    report(1.0, result.summary())
+    return result
+
+
+def run_in_process(spec: RunSpec, out: Path, timeout_s: float = DEFAULT_RUN_TIMEOUT_S) -> dict[str, Any]:
+    """Run ``spec`` in a child process; return its record, or write and return a ``failed`` one."""
+    target = record_path(out, spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="iadbe-bench-") as tmp:
+        spec_file, log_file = Path(tmp) / "spec.json", Path(tmp) / "run.log"
+        spec_file.write_text(json.dumps(spec.to_dict()), encoding="utf-8")
+        started = time.perf_counter()
+        with log_file.open("wb") as log:
+            child = subprocess.Popen([sys.executable, "-m", "iadbe.benchmark.worker", str(spec_file), str(target)],
+                                     stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                                     start_new_session=True, preexec_fn=_die_with_parent)
+            try:
+                code = child.wait(timeout=timeout_s)
+                reason = None
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                code, reason = child.wait(), f"stopped after the {timeout_s:.0f} s limit"
+            except BaseException:  # Ctrl-C / kill of the parent: take the child down with it, record nothing
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                raise
+        if code == 0 and target.is_file():
+            return json.loads(target.read_text(encoding="utf-8"))
+        tail = log_file.read_text(encoding="utf-8", errors="replace")[-3000:]
+    record = {"run_id": spec.run_id, "status": "failed", "spec": spec.to_dict(), "model": spec.model,
+              "dataset": spec.dataset, "category": spec.category, "seed": spec.seed, "mode": spec.mode,
+              "exit_code": code, "reason": reason or _failure_reason(code, tail),
+              "wall_time_s": round(time.perf_counter() - started, 3), "log_tail": tail}
+    write_record(target, record)
+    return record
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the benchmark process dies (even by SIGKILL), so a
+    killed benchmark leaves no orphan run behind (Linux; elsewhere the child just finishes its run)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    project = str(constants.PROJECT_DIR)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (project, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _failure_reason(code: int, tail: str) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    lines = [line for line in tail.strip().splitlines() if line.strip()]
+    return f"exit code {code}: {lines[-1] if lines else 'no output'}"
