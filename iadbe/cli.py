@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name (default: model-backbone-dataset-category-time)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-export", action="store_true", help="skip the OpenVINO export")
+    p.add_argument("--dtd-dir", help="DRAEM only: folder of texture images for its simulated anomalies "
+                                     "(e.g. DTD's images/); default: Perlin noise only")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_train)
 
@@ -182,12 +184,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from iadbe.store import check_writable
     from iadbe.training import train
 
+    if args.dtd_dir:
+        from iadbe.errors import SettingsError
+        from iadbe.models import get_spec
+
+        if get_spec(args.model).name != "draem":
+            raise SettingsError("--dtd-dir is for --model draem only")
     check_writable(Path(args.out).expanduser().absolute().parent if args.out else None)  # before a long run
     result = train(
         args.model, args.dataset, args.root, category=args.category, backbone=args.backbone,
         image_size=args.image_size, max_epochs=args.max_epochs, seed=args.seed, out=args.out, name=args.name,
         overwrite=args.overwrite, max_train_images=args.max_train_images, batch_size=args.batch_size,
         export=not args.no_export, progress=_progress_printer(),
+        overrides={"dtd_dir": args.dtd_dir} if args.dtd_dir else None,
     )
     if args.json:
         print(json.dumps({"model_dir": str(result.model_dir), "metrics": result.metrics,
