@@ -185,3 +185,28 @@ def test_ci_sized_benchmark_on_tire_killed_midway_then_resumed(tmp_path):
         assert (out / name).is_file(), name
     assert "| PaDiM |" in (out / "results.md").read_text() and "| PatchCore |" in (out / "results.md").read_text()
     assert "padim                  tire           image_AUROC" in second.stdout  # --compare-study
+
+
+@pytest.mark.slow
+def test_one_to_all_and_unified_modes_score_every_category(tmp_path):
+    from test_app import make_parts_dataset
+
+    from iadbe.benchmark import run_benchmark
+
+    root = tmp_path / "parts"
+    for seed, category in enumerate(("alpha", "beta")):
+        make_parts_dataset(root / category, seed=seed, size=64)
+    one = run_benchmark(["padim"], "folder", root, ["alpha"], image_size=64, mode="one_to_all", out=tmp_path / "o")
+    (record,) = one.records
+    assert record["status"] == "ok", record.get("log_tail")
+    assert set(record["per_category"]) == {"alpha"}  # tested on the categories named
+    both = run_benchmark(["padim"], "folder", root, image_size=64, mode="unified", out=tmp_path / "u")
+    (record,) = both.records
+    assert record["status"] == "ok", record.get("log_tail")
+    assert record["category"] == "all" and set(record["per_category"]) == {"alpha", "beta"}
+    from iadbe.data import load_dataset
+
+    tests = sum(len(load_dataset("folder", root, c).test) for c in ("alpha", "beta"))
+    assert record["test_counts"]["images"] == tests  # one model, tested on both categories' test sets
+    table = (tmp_path / "u" / "results.md").read_text()
+    assert "one model trained on all categories together" in table and "| alpha | beta |" in table
