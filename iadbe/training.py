@@ -115,6 +115,7 @@ def train(
     if max_train_images is not None and max_train_images < 1:
         raise SettingsError(f"max train images must be positive, got {max_train_images}")
 
+    store.check_writable(Path(out).expanduser().absolute().parent if out else None)  # fail before a long run
     progress(0.0, "reading the dataset")
     if splits is None:
         splits = load_dataset(dataset, root, category, seed=seed)
