@@ -122,7 +122,7 @@ def test_draem_rebuilds_without_its_texture_folder(home: Path, tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_draem_trains_with_textures_and_exports(dataset: Path, tmp_path: Path) -> None:  # 15..25 s
+def test_draem_trains_with_textures_and_exports(dataset: Path, tmp_path: Path) -> None:  # ~2 min busy
     from iadbe.training import train
 
     textures = write_textures(tmp_path / "textures")
@@ -140,7 +140,8 @@ def test_draem_trains_with_textures_and_exports(dataset: Path, tmp_path: Path) -
 #: small. DSR: batches of 2 give the 4 steps its three phases need (VQ model, reconstruction, upsampling).
 #: EfficientAD: its autoencoder needs 256 px; batch 1 as the paper (8 steps: 2 distilling the teacher).
 GENERALIZED = [  # wall seconds on 2 shared CPU cores, train + calibrate + test + export + both backends
-    pytest.param("csflow", "tf_efficientnet_lite0", 128, 8, {"cross_conv_hidden_channels": 64}, id="csflow"),
+    pytest.param("csflow", "tf_efficientnet_lite0", 128, 8, {"cross_conv_hidden_channels": 64},
+                 id="csflow"),  # 138 s wall with 4-6 other jobs; default file run 165 s wall, 86 s CPU
     pytest.param("dsr", None, 64, 2, {}, id="dsr", marks=pytest.mark.slow),
     pytest.param("efficient_ad", "tf_efficientnet_lite0", 256, 1, {}, id="efficient_ad",
                  marks=pytest.mark.slow),  # 570 s with 8 other jobs on the 2 cores
