@@ -63,9 +63,17 @@ def test_bad_epochs():
         resolve_config("stfpm", "tf_efficientnet_lite0", 256, max_epochs=-1)
 
 
-def test_fixed_backbone_models_refuse_others():
-    with pytest.raises(SettingsError, match="accepts only"):
-        resolve_config("fastflow", "tf_efficientnet_lite0")
+def test_fixed_backbone_models_use_the_generalised_class_for_other_backbones():
+    from iadbe.models.availability import check_original_availability
+    from iadbe.models.factory import choose_implementation
+
+    spec = get_spec("fastflow")
+    original = check_original_availability(spec, "tf_efficientnet_lite0")
+    assert not original.runs_here and "accepts only" in original.reason  # anomalib's own class refuses
+    config = resolve_config("fastflow", "tf_efficientnet_lite0")
+    assert choose_implementation(spec, "tf_efficientnet_lite0") == "iadbe"
+    assert config.extra["implementation"] == "iadbe"
+    assert "implementation" not in resolve_config("padim", "tf_efficientnet_lite0").extra  # anomalib's own
 
 
 def test_lite_models_run_here_once_weights_are_converted():

@@ -1,0 +1,62 @@
+"""Per-image latency of IADBE's torch CPU and OpenVINO CPU backends, side by side in one run.
+
+    python bench/inference.py [--runs 50] [--threads 2]
+
+Median over --runs calls after warm-up, batch 1 at the model's 256 px, plus images/s at batch 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from _models import bench_images, trained_model
+
+
+def median_ms(run, batch, runs: int) -> float:
+    for _ in range(3):
+        run(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run(batch)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from iadbe.inference import load_model
+    from iadbe.inference.images import load_image, to_batch
+
+    rows = []
+    for name in ("padim", "patchcore"):
+        model_dir = trained_model(name)
+        images = [load_image(p) for p in bench_images(8)]
+        results = {}
+        for backend in ("torch", "openvino"):
+            model = load_model(model_dir, backend=backend)
+            one = to_batch(images[:1], model.config.image_size)
+            eight = to_batch(images, model.config.image_size)
+            latency = median_ms(model.backend.run, one, args.runs)
+            throughput = 8000 / median_ms(model.backend.run, eight, max(5, args.runs // 5))
+            results[backend] = (latency, throughput)
+        ratio = results["torch"][0] / results["openvino"][0]
+        rows.append((name, *results["torch"], *results["openvino"], ratio))
+    print(f"{'model':<10} {'torch ms':>9} {'torch img/s@8':>14} {'openvino ms':>12} {'ov img/s@8':>11} "
+          f"{'speedup':>8}  (batch 1, 256 px, {args.threads} threads, median of {args.runs})")
+    for name, t_ms, t_ips, o_ms, o_ips, ratio in rows:
+        verdict = "PASS" if ratio > 1 else "FAIL"
+        print(f"{name:<10} {t_ms:9.1f} {t_ips:14.1f} {o_ms:12.1f} {o_ips:11.1f} {ratio:7.2f}x  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
