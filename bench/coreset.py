@@ -36,7 +36,11 @@ def tire_embedding(patches: int, dims: int) -> "torch.Tensor":
     ensure_offline_backbones()
     model = PatchcoreModel(layers=["blocks.2", "blocks.4"], backbone="tf_efficientnet_lite0", pre_trained=True)
     model.train()
-    folder = Path("/work/shared/data/mvtec_3d/tire/train/good/rgb")
+    from iadbe import constants
+
+    folder = constants.SHARED_DATA / "mvtec_3d" / "tire" / "train" / "good" / "rgb"
+    if not folder.is_dir():
+        raise SystemExit(f"real data not found at {folder}: use --source random")
     mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     for path in sorted(folder.glob("*.png")):
         image = Image.open(path).convert("RGB").resize((256, 256))
