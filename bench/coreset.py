@@ -58,7 +58,7 @@ def tire_embedding(patches: int, dims: int) -> "torch.Tensor":
     return torch.cat(blocks, 1)[:, :dims].contiguous()
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--patches", type=int, default=60000)
     parser.add_argument("--dims", type=int, default=1000)
@@ -68,8 +68,11 @@ def main() -> None:
     parser.add_argument("--source", choices=["tire", "random"], default="tire",
                         help="tire: PatchCore's own embedding (Lite0, blocks.2+4) of tire training "
                              "images, tiled to --patches rows of --dims; random: Gaussian noise")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """Both selections, interleaved over ``args.repeats`` rounds: medians, speedup, identical count."""
     import torch
     from anomalib.models.components.sampling import KCenterGreedy
 
@@ -104,14 +107,20 @@ def main() -> None:
         ours = k_center_greedy(features, steps, first)
         our_times.append(time.perf_counter() - start)
     stock_s, ours_s = statistics.median(stock_times), statistics.median(our_times)
+    return {"stock_s": stock_s, "ours_s": ours_s, "speedup": stock_s / ours_s, "steps": steps,
+            "same": sum(a == b for a, b in zip(chosen, ours)), "projected_dims": features.shape[1]}
 
-    same = sum(a == b for a, b in zip(chosen, ours))
-    print(f"embedding {args.patches} x {args.dims} -> projected {features.shape[1]} dims; {steps} greedy steps")
+
+def main() -> None:
+    args = parse_args()
+    result = measure(args)
+    steps, stock_s, ours_s = result["steps"], result["stock_s"], result["ours_s"]
+    print(f"embedding {args.patches} x {args.dims} -> projected {result['projected_dims']} dims; {steps} greedy steps")
     print(f"{args.repeats} interleaved rounds, medians:")
     print(f"anomalib KCenterGreedy  {stock_s:8.2f} s  ({steps / stock_s:7.1f} steps/s)")
     print(f"iadbe k_center_greedy   {ours_s:8.2f} s  ({steps / ours_s:7.1f} steps/s)")
-    print(f"speedup {stock_s / ours_s:.1f}x (target 10x: {'PASS' if stock_s / ours_s >= 10 else 'FAIL'}); "
-          f"identical selections: {same}/{steps}")
+    print(f"speedup {result['speedup']:.1f}x (target 10x: {'PASS' if result['speedup'] >= 10 else 'FAIL'}); "
+          f"identical selections: {result['same']}/{steps}")
 
 
 if __name__ == "__main__":

@@ -25,15 +25,11 @@ def median_ms(run, batch, runs: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-
+def measure(runs: int = 50, threads: int = 2) -> list[tuple]:
+    """Per model: (name, torch ms, torch img/s at 8, OpenVINO ms, OpenVINO img/s at 8, speedup)."""
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     from iadbe.inference import load_model
     from iadbe.inference.images import load_image, to_batch
 
@@ -46,11 +42,19 @@ def main() -> None:
             model = load_model(model_dir, backend=backend)
             one = to_batch(images[:1], model.config.image_size)
             eight = to_batch(images, model.config.image_size)
-            latency = median_ms(model.backend.run, one, args.runs)
-            throughput = 8000 / median_ms(model.backend.run, eight, max(5, args.runs // 5))
+            latency = median_ms(model.backend.run, one, runs)
+            throughput = 8000 / median_ms(model.backend.run, eight, max(5, runs // 5))
             results[backend] = (latency, throughput)
-        ratio = results["torch"][0] / results["openvino"][0]
-        rows.append((name, *results["torch"], *results["openvino"], ratio))
+        rows.append((name, *results["torch"], *results["openvino"], results["torch"][0] / results["openvino"][0]))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    rows = measure(args.runs, args.threads)
     print(f"{'model':<10} {'torch ms':>9} {'torch img/s@8':>14} {'openvino ms':>12} {'ov img/s@8':>11} "
           f"{'speedup':>8}  (batch 1, 256 px, {args.threads} threads, median of {args.runs})")
     for name, t_ms, t_ips, o_ms, o_ips, ratio in rows:

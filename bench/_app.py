@@ -1,0 +1,72 @@
+"""Start the real app (``python app.py``) in a subprocess for the benchmarks, with given models in its store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunningApp:
+    url: str
+    process: subprocess.Popen
+    start_s: float
+    home: Path
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the server process (VmHWM), in MB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_app(model_dirs: dict[str, Path], timeout_s: float = 120) -> RunningApp:
+    """``python app.py`` on a free port with ``model_dirs`` (name -> directory) copied into a fresh store."""
+    home = Path(tempfile.mkdtemp(prefix="iadbe-bench-app-"))
+    store = home / "models"
+    for name, source in model_dirs.items():
+        shutil.copytree(source, store / name)
+    port = free_port()
+    env = {**os.environ, "IADBE_HOME": str(home), "IADBE_MODEL_STORE": str(store), "PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_TEMP_DIR": str(home / "gradio_tmp")}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    while time.perf_counter() - started < timeout_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return RunningApp(url, process, time.perf_counter() - started, home)
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the app did not answer within {timeout_s} s")

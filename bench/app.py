@@ -1,0 +1,96 @@
+"""App targets of the performance issue, measured on the real app in one run:
+
+* start-up: ``python app.py`` serves its page within 15 s with cached models;
+* imports: ``import iadbe`` (and the CLI and app modules) import neither torch, anomalib nor gradio;
+* overhead: a ``/predict`` through ``gradio_client`` on a warm model costs at most 1.5x the engine's own
+  latency (``LoadedModel.predict``) for the same image, rendering included;
+* memory: peak RSS of the app serving a PaDiM and a PatchCore model stays under 3 GB.
+
+    python bench/app.py [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+from _app import start_app
+from _models import bench_images, trained_model
+
+HEAVY = ("torch", "anomalib", "gradio")
+
+
+def heavy_imports() -> list[str]:
+    """Heavy libraries imported by ``import iadbe, iadbe.cli, iadbe.app`` in a fresh interpreter."""
+    code = ("import sys, iadbe, iadbe.cli, iadbe.app; "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return [name for name in out.split(",") if name]
+
+
+def median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def measure(runs: int = 20) -> list[tuple[str, str, str, float, bool]]:
+    """Rows of (target, measured, reference, ratio, passed) for bench/run_all.py."""
+    from gradio_client import Client, handle_file
+
+    from iadbe.inference import load_model
+
+    models = {"bench-padim": trained_model("padim"), "bench-patchcore": trained_model("patchcore")}
+    image = str(bench_images(1)[0])
+    rows = []
+    heavy = heavy_imports()
+    rows.append(("import iadbe without torch/anomalib/gradio", ", ".join(heavy) or "none imported", "none", 0.0,
+                 not heavy))
+    app = start_app(models)
+    try:
+        rows.append(("app start-up with cached models", f"{app.start_s:.1f} s", "15 s", app.start_s / 15,
+                     app.start_s <= 15))
+        client = Client(app.url, verbose=False)
+        for name, model_dir in models.items():
+            engine = load_model(model_dir)  # same backend choice as the app ("auto")
+
+            def through_app() -> None:
+                client.predict(handle_file(image), name, "auto", 0.5, 0.5, api_name="/predict")
+
+            def through_engine() -> None:
+                engine.predict(image)
+
+            for _ in range(3):  # warm both
+                through_app()
+                through_engine()
+            app_ms, engine_ms = [], []
+            for _ in range(max(1, runs // 5)):  # interleaved rounds: both sides see the same machine load
+                app_ms.append(median_ms(through_app, 5))
+                engine_ms.append(median_ms(through_engine, 5))
+            ratio = statistics.median(app_ms) / statistics.median(engine_ms)
+            rows.append((f"/predict overhead ({name})",
+                         f"{statistics.median(app_ms):.1f} ms vs engine {statistics.median(engine_ms):.1f} ms",
+                         "1.5x engine", ratio, ratio <= 1.5))
+        peak = app.peak_rss_mb()
+        rows.append(("app peak RSS serving PaDiM + PatchCore", f"{peak:.0f} MB", "3000 MB", peak / 3000, peak < 3000))
+    finally:
+        app.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    for target, measured, reference, ratio, passed in measure(args.runs):
+        print(f"{target:<45} {measured:<32} {reference:<12} {ratio:6.2f}  {'PASS' if passed else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

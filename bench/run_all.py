@@ -1,0 +1,49 @@
+"""Every performance target in one table: target, measured figure, reference, ratio, pass/fail.
+
+    python bench/run_all.py [--quick]
+
+Each figure is measured side by side in this run (both sides interleaved where there are two).
+Targets not measured yet are listed as such, not left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import app as app_bench  # noqa: E402
+import coreset  # noqa: E402
+import inference  # noqa: E402
+
+NOT_MEASURED = [
+    ("torch CPU path vs anomalib TorchInferencer", "4x faster (PaDiM, PatchCore)"),
+    ("OpenVINO path vs anomalib export + OpenVINOInferencer", "1.5x faster (PaDiM, PatchCore)"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer runs and steps (a rough check)")
+    args = parser.parse_args()
+    rows = []
+    steps = "100" if args.quick else "300"
+    result = coreset.measure(coreset.parse_args(["--steps", steps, "--repeats", "1" if args.quick else "3"]))
+    rows.append(("coreset selection vs anomalib KCenterGreedy",
+                 f"{result['stock_s']:.2f} s -> {result['ours_s']:.2f} s ({result['same']}/{result['steps']} same)",
+                 "10x faster", result["speedup"], result["speedup"] >= 10 and result["same"] == result["steps"]))
+    for name, t_ms, t_ips, o_ms, o_ips, ratio in inference.measure(10 if args.quick else 50):
+        rows.append((f"OpenVINO vs torch on CPU ({name})", f"{o_ms:.1f} ms vs {t_ms:.1f} ms; {o_ips:.1f} img/s @8",
+                     "faster than torch", ratio, ratio > 1))
+    rows += app_bench.measure(5 if args.quick else 20)
+    print(f"{'target':<52} {'measured':<44} {'reference':<30} {'ratio':>6}  result")
+    for target, measured, reference, ratio, passed in rows:
+        print(f"{target:<52} {measured:<44} {reference:<30} {ratio:6.2f}  {'PASS' if passed else 'FAIL'}")
+    for target, reference in NOT_MEASURED:
+        print(f"{target:<52} {'not measured yet':<44} {reference:<30} {'-':>6}  OPEN")
+
+
+if __name__ == "__main__":
+    main()
