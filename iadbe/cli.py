@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opacity", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", help="output folder (default: ./predictions)")
+    p.add_argument("--trust-local-pickle", action="store_true",
+                   help="load pickled weights (weights.pt) of a LOCAL model directory; unpickling can run code "
+                        "from the file, so only for files you made or trust")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="(re-)export a stored model to OpenVINO")
@@ -243,7 +246,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from iadbe.inference import load_model
     from iadbe.render import render_prediction, save_views
 
-    model = load_model(args.model, backend=args.backend)
+    model = load_model(args.model, backend=args.backend, trust_local_pickle=args.trust_local_pickle)
     files = _expand_inputs(args.inputs)
     out = Path(args.out or "predictions")
     out.mkdir(parents=True, exist_ok=True)

@@ -122,6 +122,35 @@ def load_weights(path: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{path}: not a valid safetensors file, truncated or corrupt ({error})") from None
 
 
+#: Pickled weights a user may explicitly trust in a *local* model directory (instead of weights.safetensors).
+TRUSTED_PICKLE_NAMES = ("weights.pt", "weights.pth", "weights.ckpt")
+
+
+def pickled_weights(model_dir: Path) -> Path | None:
+    """The pickled weights file of a local model directory without ``weights.safetensors``, if any."""
+    if (model_dir / WEIGHTS_FILE).is_file():
+        return None
+    return next((model_dir / name for name in TRUSTED_PICKLE_NAMES if (model_dir / name).is_file()), None)
+
+
+def load_trusted_pickle(path: Path) -> dict[str, Any]:
+    """Unpickle a state dict the user explicitly trusts (this can run code from the file).
+
+    Accepts a plain state dict or a Lightning checkpoint (``{"state_dict": {"model.<key>": ...}}``).
+    """
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise ModelFormatError(f"{path}: cannot be read as a torch checkpoint ({type(error).__name__}: {error})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = {key.removeprefix("model."): value for key, value in data["state_dict"].items()}
+    if not isinstance(data, dict) or not all(hasattr(v, "shape") for v in data.values()):
+        raise ModelFormatError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+    return data
+
+
 def verify_files(model_dir: Path, meta: dict[str, Any]) -> None:
     """Check every file listed in ``meta['files']`` against its sha256 (tampering, truncation)."""
     for relative, expected in (meta.get("files") or {}).items():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from iadbe import constants
-from iadbe.errors import ModelFormatError, SettingsError
+from iadbe.errors import ModelFormatError, SettingsError, UnsafeCheckpointError
 from iadbe.inference.predictor import LoadedModel
 
 BACKENDS = ("auto", "torch", "openvino")
@@ -59,21 +59,33 @@ def load_model(ref: str | Path, backend: str = "auto", *, token: str | None = No
             ``hf://owner/repo[/path]@revision``.
         backend: ``auto`` (torch on CUDA if a GPU is present, else OpenVINO on CPU, else torch
             on CPU), ``torch`` or ``openvino``.
+        trust_local_pickle: load pickled weights (``weights.pt``/``.pth``/``.ckpt`` in place of
+            ``weights.safetensors``) from a LOCAL model directory. Unpickling can run code from the file:
+            only for files you made or trust. Never applies to downloads (Hub, manifest).
     Raises:
         ModelFormatError: missing, corrupt or mismatching files (the message names the file).
+        UnsafeCheckpointError: pickled weights without ``trust_local_pickle``.
     """
-    del trust_local_pickle  # reserved: pickled checkpoints are never loaded by this function
+    from iadbe import store
+
     if backend not in BACKENDS:
         raise SettingsError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if trust_local_pickle and not Path(str(ref)).expanduser().is_dir():
+        raise SettingsError("trust_local_pickle applies to a local model directory only, never to a download")
     model_dir = resolve_model_dir(ref, token=token)
     config_path = model_dir / "iadbe.json"
     if not config_path.is_file():
-        from iadbe import store
-
         store.read_config(model_dir)  # raises the right error (pickled checkpoint, not a model directory)
+    pickled = store.pickled_weights(model_dir)
+    if pickled is not None and not trust_local_pickle:
+        raise UnsafeCheckpointError(
+            f"{pickled}: pickled weights are not loaded (unpickling can run code from the file). If you made "
+            "this file or trust it, load it with trust_local_pickle=True (CLI: --trust-local-pickle), or "
+            "re-save it as weights.safetensors"
+        )
     kind, device = choose_backend(backend, model_dir)
-    key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device)
-    return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device))
+    key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device, pickled is not None)
+    return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device, trust_local_pickle))
 
 
 def resolve_model_dir(ref: str | Path, token: str | None = None) -> Path:
@@ -119,7 +131,7 @@ def choose_backend(backend: str, model_dir: Path) -> tuple[str, str]:
     return "torch", "cpu"
 
 
-def _load(model_dir: Path, kind: str, device: str) -> LoadedModel:
+def _load(model_dir: Path, kind: str, device: str, trust_pickle: bool = False) -> LoadedModel:
     from iadbe import store
     from iadbe.metrics import Calibration
     from iadbe.models import DetectorConfig
@@ -138,18 +150,22 @@ def _load(model_dir: Path, kind: str, device: str) -> LoadedModel:
     else:
         from iadbe.inference.backends import TorchBackend
 
-        runner = TorchBackend(build_graph(model_dir, config), device)
+        runner = TorchBackend(build_graph(model_dir, config, trust_pickle=trust_pickle), device)
     return LoadedModel(model_dir=model_dir, meta=meta, config=config, calibration=calibration, backend=runner)
 
 
-def build_graph(model_dir: Path, config: Any) -> Any:
-    """Rebuild the torch inference graph from the config and ``weights.safetensors``."""
+def build_graph(model_dir: Path, config: Any, *, trust_pickle: bool = False) -> Any:
+    """Rebuild the torch inference graph from the config and ``weights.safetensors`` (or, only with
+    ``trust_pickle``, the pickled weights of a local directory)."""
     from iadbe import store
     from iadbe.export import build_inference_graph
     from iadbe.models import create_detector
 
-    weights_path = model_dir / store.WEIGHTS_FILE
-    state = store.load_weights(weights_path)
+    pickled = store.pickled_weights(model_dir)
+    if pickled is not None and not trust_pickle:
+        raise UnsafeCheckpointError(f"{pickled}: pickled weights are loaded only with trust_local_pickle=True")
+    weights_path = pickled or model_dir / store.WEIGHTS_FILE
+    state = store.load_trusted_pickle(pickled) if pickled else store.load_weights(weights_path)
     try:
         module = create_detector(config, pre_trained=False)
     except (ValueError, TypeError, KeyError) as error:
