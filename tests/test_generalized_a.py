@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 try:  # tests/ as a package or as a plain folder on sys.path
-    from .test_model_smoke import _batch, make_folder_dataset
+    from .test_model_smoke import assert_openvino_matches_torch, dataset, home  # noqa: F401 (fixtures)
 except ImportError:
-    from test_model_smoke import _batch, make_folder_dataset
+    from test_model_smoke import assert_openvino_matches_torch, dataset, home  # noqa: F401 (fixtures)
 
 IMAGE_SIZE = 64
 #: wall seconds (train + calibrate + test + export + both backends) at load ~4 on 2 cores; the whole
@@ -30,23 +30,8 @@ MODELS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):
-    from iadbe import constants
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(constants, "IADBE_HOME", tmp_path_factory.mktemp("iadbe_home"))
-        yield constants.IADBE_HOME
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Path:
-    return make_folder_dataset(tmp_path_factory.mktemp("data") / "parts")
-
-
 @pytest.mark.parametrize("model", MODELS)
 def test_generalized_trains_exports_and_openvino_matches_torch(model: str, dataset: Path, tmp_path: Path) -> None:
-    from iadbe.inference import load_model, loading
     from iadbe.training import train
 
     result = train(model, "folder", dataset, backbone="tf_efficientnet_lite0", image_size=IMAGE_SIZE, max_epochs=1,
@@ -56,21 +41,8 @@ def test_generalized_trains_exports_and_openvino_matches_torch(model: str, datas
     assert (result.model_dir / "openvino" / "model.xml").is_file()
     assert all(np.isfinite(value) for value in result.metrics.values())
 
-    loading.CACHE.clear()
-    torch_model = load_model(result.model_dir, "torch")
-    ov_model = load_model(result.model_dir, "openvino")
-    images = _batch(dataset, IMAGE_SIZE, 3)
-    for batch in (images[:1], images):
-        torch_scores, torch_maps = torch_model.backend.run(batch)
-        ov_scores, ov_maps = ov_model.backend.run(batch)
-        assert torch_scores.shape == ov_scores.shape == (len(batch),)
-        assert torch_maps.shape == ov_maps.shape == (len(batch), IMAGE_SIZE, IMAGE_SIZE)
-        assert np.isfinite(torch_scores).all() and np.isfinite(torch_maps).all()
-        np.testing.assert_allclose(ov_scores, torch_scores, rtol=1e-3, atol=1e-6,
-                                   err_msg=f"{model} scores at batch {len(batch)}")
-        scale = max(float(np.abs(torch_maps).max()), 1e-6)
-        np.testing.assert_allclose(ov_maps, torch_maps, rtol=1e-3, atol=1e-3 * scale,
-                                   err_msg=f"{model} maps at batch {len(batch)}")
+    torch_model, images = assert_openvino_matches_torch(result.model_dir, dataset, IMAGE_SIZE, model,
+                                                        exact_maps=True)
     # the stored model rebuilt in torch scores the first image alone as it did inside a batch of 3
     np.testing.assert_allclose(torch_model.backend.run(images[:1])[0], torch_model.backend.run(images)[0][:1],
                                rtol=1e-4, atol=1e-6)

@@ -16,44 +16,14 @@ import numpy as np
 import pytest
 
 try:  # tests/ as a package or as a plain folder on sys.path
-    from .test_model_smoke import _batch, make_folder_dataset
+    from .test_model_smoke import assert_openvino_matches_torch as _assert_parity, dataset, home  # noqa: F401
 except ImportError:
-    from test_model_smoke import _batch, make_folder_dataset
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):
-    from iadbe import constants
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(constants, "IADBE_HOME", tmp_path_factory.mktemp("iadbe_home"))
-        yield constants.IADBE_HOME
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Path:
-    return make_folder_dataset(tmp_path_factory.mktemp("data") / "parts")
+    from test_model_smoke import assert_openvino_matches_torch as _assert_parity, dataset, home  # noqa: F401
 
 
 def assert_openvino_matches_torch(model_dir: Path, dataset: Path, image_size: int) -> None:
     """Torch (rebuilt from weights.safetensors) and OpenVINO give the same scores and maps at batch 1 and 3."""
-    from iadbe.inference import load_model, loading
-
-    loading.CACHE.clear()
-    torch_model = load_model(model_dir, "torch")
-    ov_model = load_model(model_dir, "openvino")
-    images = _batch(dataset, image_size, 3)
-    for batch in (images[:1], images):
-        torch_scores, torch_maps = torch_model.backend.run(batch)
-        ov_scores, ov_maps = ov_model.backend.run(batch)
-        assert torch_scores.shape == ov_scores.shape == (len(batch),)
-        assert ov_maps.shape == torch_maps.shape and ov_maps.shape[0] == len(batch)
-        assert np.isfinite(torch_scores).all() and np.isfinite(ov_scores).all()
-        np.testing.assert_allclose(ov_scores, torch_scores, rtol=1e-3, atol=1e-5,
-                                   err_msg=f"{model_dir.name} scores at batch {len(batch)}")
-        scale = max(float(np.abs(torch_maps).max()), 1e-6)
-        np.testing.assert_allclose(ov_maps, torch_maps, rtol=1e-3, atol=1e-3 * scale,
-                                   err_msg=f"{model_dir.name} maps at batch {len(batch)}")
+    _assert_parity(model_dir, dataset, image_size, model_dir.name, score_atol=1e-5)
 
 
 # --- DRAEM's texture folder ---

@@ -109,7 +109,6 @@ def _batch(dataset: Path, size: int, count: int) -> np.ndarray:
 
 @pytest.mark.parametrize("case", CASES)
 def test_trains_exports_and_openvino_matches_torch(case: Case, dataset: Path, tmp_path: Path) -> None:
-    from iadbe.inference import load_model, loading
     from iadbe.training import train
 
     result = train(case.model, "folder", dataset, image_size=case.image_size, max_epochs=1,
@@ -119,21 +118,37 @@ def test_trains_exports_and_openvino_matches_torch(case: Case, dataset: Path, tm
     assert {"iadbe.json", "weights.safetensors", "openvino/model.xml", "openvino/model.bin"} <= files
     assert result.meta["train_images"] == case.train_images
 
+    assert_openvino_matches_torch(result.model_dir, dataset, case.image_size, case.model)
+
+
+def assert_openvino_matches_torch(model_dir: Path, dataset: Path, image_size: int, label: str,
+                                  score_atol: float = 1e-6, exact_maps: bool = False) -> Any:
+    """Torch (rebuilt from weights.safetensors) and OpenVINO give the same scores and maps at batch 1 and 3.
+
+    ``exact_maps`` also requires maps of (batch, image_size, image_size) with finite torch values.
+    Returns the torch model and the 3 images, for further checks.
+    """
+    from iadbe.inference import load_model, loading
+
     loading.CACHE.clear()
-    torch_model = load_model(result.model_dir, "torch")
-    ov_model = load_model(result.model_dir, "openvino")
-    images = _batch(dataset, case.image_size, 3)
+    torch_model = load_model(model_dir, "torch")
+    ov_model = load_model(model_dir, "openvino")
+    images = _batch(dataset, image_size, 3)
     for batch in (images[:1], images):
         torch_scores, torch_maps = torch_model.backend.run(batch)
         ov_scores, ov_maps = ov_model.backend.run(batch)
         assert torch_scores.shape == ov_scores.shape == (len(batch),)
         assert ov_maps.shape == torch_maps.shape and ov_maps.shape[0] == len(batch)
         assert np.isfinite(torch_scores).all() and np.isfinite(ov_scores).all()
-        np.testing.assert_allclose(ov_scores, torch_scores, rtol=1e-3, atol=1e-6,
-                                   err_msg=f"{case.model} scores at batch {len(batch)}")
+        if exact_maps:
+            assert torch_maps.shape == (len(batch), image_size, image_size)
+            assert np.isfinite(torch_maps).all()
+        np.testing.assert_allclose(ov_scores, torch_scores, rtol=1e-3, atol=score_atol,
+                                   err_msg=f"{label} scores at batch {len(batch)}")
         scale = max(float(np.abs(torch_maps).max()), 1e-6)
         np.testing.assert_allclose(ov_maps, torch_maps, rtol=1e-3, atol=1e-3 * scale,
-                                   err_msg=f"{case.model} maps at batch {len(batch)}")
+                                   err_msg=f"{label} maps at batch {len(batch)}")
+    return torch_model, images
 
 
 def test_dfkde_with_too_few_images_says_why(dataset: Path, tmp_path: Path) -> None:
