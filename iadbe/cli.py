@@ -363,6 +363,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from iadbe.benchmark import RESULTS_DIR, aggregate, compare_with_study, format_comparison, load_records
     from iadbe.benchmark import run_benchmark
+    from iadbe.benchmark.report import mean_rows
     from iadbe.errors import SettingsError
 
     if not args.dataset:
@@ -386,12 +387,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     elif not args.compare_study:
         raise SettingsError("name --models to run, or --compare-study to compare stored results")
     if args.compare_study:
-        rows = [r for r in aggregate(load_records(out)) if r["mode"] == "per_category"]
-        if not rows:
+        flat = mean_rows(aggregate(load_records(out)))
+        if not flat:
             raise SettingsError(f"no finished runs in {out}; run the benchmark first")
-        flat = [{"model": r["model"], "category": r["category"],
-                 **{m: (r[m].mean if r[m] is not None else None) for m in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")}}
-                for r in rows]
         print(format_comparison(compare_with_study(flat, args.dataset), args.dataset))
     return 0
 

@@ -63,6 +63,7 @@ def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_s
 
 def _result_views(out: Path, kind: str) -> tuple:
     from iadbe.benchmark import aggregate, compare_with_study, format_comparison, load_records
+    from iadbe.benchmark.report import mean_rows
 
     rows = [r for r in aggregate(load_records(out)) if r["mode"] == "per_category"]
     table = [[r["model"], r["category"], r["backbone"] or "-",
@@ -71,9 +72,7 @@ def _result_views(out: Path, kind: str) -> tuple:
               None if r["openvino_ms"] is None else round(r["openvino_ms"].mean, 1)] for r in rows]
     report = (out / "results.md").read_text(encoding="utf-8") if (out / "results.md").is_file() else ""
     plot = out / "auroc_vs_time.png"
-    flat = [{"model": r["model"], "category": r["category"],
-             **{m: (r[m].mean if r[m] is not None else None) for m in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")}}
-            for r in rows]
+    flat = mean_rows(rows)
     comparison = format_comparison(compare_with_study(flat, kind), kind) if flat else ""
     return table, report, str(plot) if plot.is_file() else None, comparison
 

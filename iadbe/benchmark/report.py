@@ -70,6 +70,15 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def mean_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = TABLE_METRICS,
+              mode: str = "per_category") -> list[dict[str, Any]]:
+    """Per (model, category) of ``mode``: the mean of each metric (None where missing), as
+    :func:`iadbe.benchmark.study.compare_with_study` takes them."""
+    return [{"model": r["model"], "category": r["category"],
+             **{m: (r[m].mean if r[m] is not None else None) for m in metrics}}
+            for r in rows if r["mode"] == mode]
+
+
 def matrix(rows: Sequence[dict[str, Any]], metric: str, mode: str = "per_category"
            ) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
     """(models, categories, cells) of one metric: the models x categories table."""
