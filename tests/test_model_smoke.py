@@ -117,6 +117,7 @@ def test_trains_exports_and_openvino_matches_torch(case: Case, dataset: Path, tm
     files = {p.relative_to(result.model_dir).as_posix() for p in result.model_dir.rglob("*") if p.is_file()}
     assert {"iadbe.json", "weights.safetensors", "openvino/model.xml", "openvino/model.bin"} <= files
     assert result.meta["train_images"] == case.train_images
+    assert result.meta["epochs_trained"] == 1
 
     assert_openvino_matches_torch(result.model_dir, dataset, case.image_size, case.model)
 
@@ -151,6 +152,17 @@ def assert_openvino_matches_torch(model_dir: Path, dataset: Path, image_size: in
     return torch_model, images
 
 
+def test_training_stops_at_its_time_budget(dataset: Path, tmp_path: Path) -> None:
+    """max_train_minutes (Lightning's max_time) ends a long training early and the epochs done are recorded."""
+    from iadbe.training import train
+
+    result = train("ganomaly", "folder", dataset, image_size=64, max_epochs=500, max_train_images=8, batch_size=4,
+                   max_train_minutes=0.05, out=tmp_path / "ganomaly", export=False)
+    assert 0 < result.meta["epochs_trained"] < 500
+    assert result.meta["max_train_minutes"] == 0.05
+    assert result.meta["training_time_s"] < 60
+
+
 def test_dfkde_with_too_few_images_says_why(dataset: Path, tmp_path: Path) -> None:
     """anomalib's KDEClassifier skips fitting below n_pca_components images; we stop with the reason."""
     from iadbe.errors import SettingsError
@@ -171,10 +183,10 @@ def _fitted_model(name: str, size: int = 64) -> Any:
     torch.manual_seed(0)
     module = create_detector(resolve_config(name, image_size=size), pre_trained=False)
     model = module.model
-    if name in {"patchcore", "dfm", "dfkde"}:
+    if name in {"patchcore", "dfm", "dfkde", "padim"}:
         model.train()
         with torch.no_grad():
-            for _ in range(5):
+            for _ in range(5 if name != "padim" else 40):  # PaDiM: enough samples for an invertible covariance
                 model(torch.randn(4, 3, size, size))
         if name == "patchcore":
             model.subsample_embedding(0.5)
