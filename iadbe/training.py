@@ -74,6 +74,7 @@ def train(
     name: str | None = None,
     overwrite: bool = False,
     max_train_images: int | None = None,
+    max_train_minutes: float | None = None,
     batch_size: int | None = None,
     export: bool = True,
     progress: ProgressFn | None = None,
@@ -88,6 +89,8 @@ def train(
         root: dataset root folder (or a .zip for ``folder``).
         out: model directory to write (default: a new folder in the local model store).
         max_train_images: use a seeded subset of the normal training images (quick runs, tests).
+        max_train_minutes: stop training after this long, at the end of the running batch (Lightning's
+            ``max_time``); the epochs actually trained are recorded in iadbe.json as ``epochs_trained``.
         progress: called with (fraction, message) as work advances.
         splits: ready-made :class:`~iadbe.data.DatasetSplits` to use instead of reading ``dataset``/``root``
             (the benchmark's unified mode trains on several categories together this way).
@@ -114,6 +117,8 @@ def train(
         raise SettingsError(f"batch size must be between 1 and 512, got {batch_size}")
     if max_train_images is not None and max_train_images < 1:
         raise SettingsError(f"max train images must be positive, got {max_train_images}")
+    if max_train_minutes is not None and not max_train_minutes > 0:
+        raise SettingsError(f"max train minutes must be positive, got {max_train_minutes}")
 
     store.check_writable(Path(out).expanduser().absolute().parent if out else None)  # fail before a long run
     progress(0.0, "reading the dataset")
@@ -129,7 +134,8 @@ def train(
     _seed_everything(seed)
     module = create_detector(config, pre_trained=True)
     started = time.perf_counter()
-    _fit(module, train_samples, config, batch_size or config.train_batch_size, progress)
+    epochs_trained = _fit(module, train_samples, config, batch_size or config.train_batch_size, progress,
+                          max_train_minutes)
     training_time = time.perf_counter() - started
 
     from iadbe.export import build_inference_graph
@@ -166,6 +172,8 @@ def train(
         "train_images": len(train_samples),
         "seed": seed,
         "training_time_s": round(training_time, 3),
+        "epochs_trained": epochs_trained,
+        "max_train_minutes": max_train_minutes,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
         "machine": machine_info(),
@@ -256,7 +264,10 @@ def _read_mask(sample: Any, image_size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, image_size[::-1], interpolation=cv2.INTER_NEAREST) > 0
 
 
-def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progress: ProgressFn) -> None:
+def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progress: ProgressFn,
+         max_minutes: float | None = None) -> float:
+    """Fit ``module``; returns the epochs trained (batches done / batches per epoch: fewer than asked when
+    ``max_minutes`` ran out, possibly part of one)."""
     import lightning.pytorch as pl
     import torch
 
@@ -269,6 +280,7 @@ def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, prog
     trainer_args.setdefault("max_epochs", config.max_epochs)
     if config.max_epochs != trainer_args["max_epochs"] and trainer_args["max_epochs"] != 1:
         trainer_args["max_epochs"] = config.max_epochs
+    counter = _ProgressCallback(progress, len(loader))
     trainer = pl.Trainer(
         accelerator="gpu" if torch.cuda.is_available() else "cpu",
         devices=1,
@@ -278,19 +290,24 @@ def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, prog
         enable_progress_bar=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        callbacks=[_ProgressCallback(progress, len(loader))],
+        callbacks=[counter],
+        max_time={"seconds": max_minutes * 60} if max_minutes else None,
         default_root_dir=str(constants.IADBE_HOME / "lightning"),
         **trainer_args,
     )
     trainer.fit(module, train_dataloaders=loader)
     module.cpu().eval()
+    return round(counter.batches / max(1, len(loader)), 2)
 
 
 def _ProgressCallback(progress: ProgressFn, batches: int) -> Any:  # noqa: N802 (factory of a Callback)
     from lightning.pytorch import Callback
 
     class ProgressCallback(Callback):
+        batches = 0  # training batches done, over all epochs
+
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.batches += 1
             epochs = max(1, trainer.max_epochs or 1)
             done = (trainer.current_epoch + (batch_idx + 1) / max(1, batches)) / epochs
             progress(_FIT * min(done, 1.0) * 0.9, f"epoch {trainer.current_epoch + 1}/{epochs}, "

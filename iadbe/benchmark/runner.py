@@ -79,6 +79,7 @@ def run_benchmark(
     image_size: int = 256,
     max_epochs: int | None = None,
     max_train_images: int | None = None,
+    max_train_minutes: float | None = None,
     mode: str = "per_category",
     out: str | Path | None = None,
     timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
@@ -98,7 +99,8 @@ def run_benchmark(
     report = progress or (lambda fraction, message: None)
     out = Path(out) if out else RESULTS_DIR / dataset
     specs = plan_runs(models, dataset, root, categories, seeds=seeds, mode=mode, backbone=backbone,
-                      image_size=image_size, max_epochs=max_epochs, max_train_images=max_train_images)
+                      image_size=image_size, max_epochs=max_epochs, max_train_images=max_train_images,
+                      max_train_minutes=max_train_minutes)
     result = BenchmarkResult(out)
     done = finished_ids(out)
     for index, spec in enumerate(specs):

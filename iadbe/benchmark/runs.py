@@ -35,6 +35,7 @@ class RunSpec:
     image_size: int = 256
     max_epochs: int | None = None
     max_train_images: int | None = None
+    max_train_minutes: float | None = None
     mode: str = "per_category"
     test_categories: tuple[str, ...] = ()
     timing_images: int = 8

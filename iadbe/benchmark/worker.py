@@ -88,7 +88,7 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
     train_category = None if spec.mode == "unified" else spec.category
     result = train(spec.model, spec.dataset, spec.root, category=train_category, backbone=spec.backbone,
                    image_size=spec.image_size, max_epochs=spec.max_epochs, seed=spec.seed, out=work / "model",
-                   overwrite=True, max_train_images=spec.max_train_images, overrides=dict(spec.overrides) or None,
+                   overwrite=True, max_train_images=spec.max_train_images, max_train_minutes=spec.max_train_minutes, overrides=dict(spec.overrides) or None,
                    splits=splits)
     record: dict[str, Any] = {
         "schema": RECORD_SCHEMA, "run_id": spec.run_id, "status": "ok", "spec": spec.to_dict(),
