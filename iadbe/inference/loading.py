@@ -51,7 +51,7 @@ CACHE = ModelCache(constants.MODEL_CACHE_SIZE)
 
 
 def load_model(ref: str | Path, backend: str = "auto", *, token: str | None = None,
-               trust_local_pickle: bool = False) -> LoadedModel:
+               trust_local_pickle: bool = False, precision: str | None = None) -> LoadedModel:
     """Load a stored model for prediction.
 
     Args:
@@ -84,8 +84,11 @@ def load_model(ref: str | Path, backend: str = "auto", *, token: str | None = No
             "re-save it as weights.safetensors"
         )
     kind, device = choose_backend(backend, model_dir)
-    key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device, pickled is not None)
-    return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device, trust_local_pickle))
+    from iadbe.inference.backends import check_precision
+
+    precision = check_precision(precision) if kind == "openvino" else None
+    key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device, pickled is not None, precision)
+    return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device, trust_local_pickle, precision))
 
 
 def resolve_model_dir(ref: str | Path, token: str | None = None) -> Path:
@@ -131,7 +134,8 @@ def choose_backend(backend: str, model_dir: Path) -> tuple[str, str]:
     return "torch", "cpu"
 
 
-def _load(model_dir: Path, kind: str, device: str, trust_pickle: bool = False) -> LoadedModel:
+def _load(model_dir: Path, kind: str, device: str, trust_pickle: bool = False,
+          precision: str | None = None) -> LoadedModel:
     from iadbe import store
     from iadbe.metrics import Calibration
     from iadbe.models import DetectorConfig
@@ -146,7 +150,7 @@ def _load(model_dir: Path, kind: str, device: str, trust_pickle: bool = False) -
     if kind == "openvino":
         from iadbe.inference.backends import OpenVINOBackend
 
-        runner: Any = OpenVINOBackend(model_dir / "openvino" / "model.xml", device)
+        runner: Any = OpenVINOBackend(model_dir / "openvino" / "model.xml", device, precision)
     else:
         from iadbe.inference.backends import TorchBackend
 
