@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from _app import start_app
 from _models import bench_images, trained_model
@@ -27,7 +28,9 @@ def heavy_imports() -> list[str]:
     """Heavy libraries imported by ``import iadbe, iadbe.cli, iadbe.app`` in a fresh interpreter."""
     code = ("import sys, iadbe, iadbe.cli, iadbe.app; "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    root = Path(__file__).resolve().parents[1]  # works without an installed package too
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=root).stdout.strip()
     return [name for name in out.split(",") if name]
 
 
@@ -42,7 +45,9 @@ def median_ms(fn, runs: int) -> float:
 
 def measure(runs: int = 20) -> list[tuple[str, str, str, float, bool]]:
     """Rows of (target, measured, reference, ratio, passed) for bench/run_all.py."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
+
+    from iadbe.app.client import connect
 
     from iadbe.inference import load_model
 
@@ -56,7 +61,7 @@ def measure(runs: int = 20) -> list[tuple[str, str, str, float, bool]]:
     try:
         rows.append(("app start-up with cached models", f"{app.start_s:.1f} s", "15 s", app.start_s / 15,
                      app.start_s <= 15))
-        client = Client(app.url, verbose=False)
+        client = connect(app.url)  # gradio_client with one shared TLS context (iadbe/app/client.py)
         for name, model_dir in models.items():
             engine = load_model(model_dir)  # same backend choice as the app ("auto")
 

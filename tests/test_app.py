@@ -242,6 +242,25 @@ def test_predict_rerender_and_bad_images(app_server, client, tmp_path):
     assert again[4] == pytest.approx(score, abs=0.02) and again[7]["backend"] == "torch"
 
 
+def test_connect_keeps_tls_verification_and_answers_like_a_plain_client(app_server, client):
+    """iadbe.app.client.connect shares one verifying SSL context instead of loading CA files per request."""
+    import ssl
+
+    from gradio_client import handle_file
+
+    from iadbe.app.client import connect
+
+    fast = connect(app_server.url)
+    assert isinstance(fast.ssl_verify, ssl.SSLContext)
+    assert fast.ssl_verify.verify_mode == ssl.CERT_REQUIRED and fast.ssl_verify.check_hostname
+    assert connect(app_server.url, ssl_verify=False).ssl_verify is False  # an explicit choice is kept
+    image = handle_file(str(sorted((app_server.data / "defect").glob("*.png"))[0]))
+    plain = client.predict(image, FIXTURE_MODEL, "torch", 0.5, 0.5, api_name="/predict")
+    shared = fast.predict(image, FIXTURE_MODEL, "torch", 0.5, 0.5, api_name="/predict")
+    assert shared[4] == pytest.approx(plain[4], abs=1e-6) and shared[5] == plain[5]
+    assert Image.open(shared[1]).size == Image.open(plain[1]).size
+
+
 def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_path):
     from gradio_client import handle_file
 
