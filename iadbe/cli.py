@@ -373,6 +373,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from iadbe.benchmark import RESULTS_DIR, aggregate, compare_with_study, format_comparison, load_records
     from iadbe.benchmark import run_benchmark
     from iadbe.benchmark.report import mean_rows
+    from iadbe.benchmark.runs import split_names
     from iadbe.errors import SettingsError
 
     if not args.dataset:
@@ -381,13 +382,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.models:
         if not args.root:
             raise SettingsError("--root is required to run models")
-        categories = None if args.categories in (None, "all") else _split_list(args.categories)
+        categories = None if args.categories in (None, "all") else split_names(args.categories)
         try:
-            seeds = [int(seed) for seed in _split_list(args.seeds)]
+            seeds = [int(seed) for seed in split_names(args.seeds)]
         except ValueError:
             raise SettingsError(f"--seeds must be integers, got {args.seeds!r}") from None
         result = run_benchmark(
-            _split_list(args.models), args.dataset, args.root, categories, seeds=seeds, backbone=args.backbone,
+            split_names(args.models), args.dataset, args.root, categories, seeds=seeds, backbone=args.backbone,
             image_size=args.image_size, max_epochs=args.max_epochs, max_train_images=args.max_train_images,
             max_train_minutes=args.max_train_minutes, mode=args.mode, out=out, timeout_s=args.timeout,
             progress=lambda f, m: print(m, flush=True))
@@ -405,21 +406,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    from iadbe.benchmark.runs import split_names
     from iadbe.zoo import build_zoo, format_zoo_report
 
     items = build_zoo(
-        dataset=args.dataset, root=args.root, models=_split_list(args.models),
-        categories=_split_list(args.categories) if args.categories else None, repo_id=args.repo_id,
+        dataset=args.dataset, root=args.root, models=split_names(args.models),
+        categories=split_names(args.categories) if args.categories else None, repo_id=args.repo_id,
         backbone=args.backbone, image_size=args.image_size, max_epochs=args.max_epochs,
         max_train_images=args.max_train_images, seed=args.seed, manifest_path=args.manifest,
         work_dir=args.work_dir, private=args.private, progress=lambda message: print(message, flush=True),
     )
     print(format_zoo_report(items))
     return 1 if any(item.status == "failed" for item in items) else 0
-
-
-def _split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

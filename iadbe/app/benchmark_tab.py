@@ -34,17 +34,14 @@ def result_roots() -> list[Path]:
     return [root for root in roots if root.is_dir()]
 
 
-def _split(text: Any) -> list[str]:
-    return [part.strip() for part in str(text or "").replace(";", ",").split(",") if part.strip()]
-
-
 @user_errors
 def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_size: Any,
                   max_train_images: Any, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """``/benchmark``: run (or resume) models x categories; returns (rows, markdown report, plot, comparison)."""
     from iadbe import benchmark
+    from iadbe.benchmark.runs import split_names
 
-    names = _split(models)
+    names = split_names(models)
     if not names:
         raise fail("Name at least one model, e.g. padim, patchcore.")
     kind = str(dataset or "mvtec3d")
@@ -55,7 +52,7 @@ def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_s
         raise fail("Type the dataset folder on the server (under the app's data folders).")
     size = int(image_size or 256)
     limit = int(max_train_images or 0) or None
-    result = benchmark.run_benchmark(names, kind, folder, _split(categories) or None, image_size=size,
+    result = benchmark.run_benchmark(names, kind, folder, split_names(categories) or None, image_size=size,
                                      max_train_images=limit, out=Path(benchmark.RESULTS_DIR) / kind,
                                      progress=lambda fraction, message: progress(fraction, desc=message))
     return _result_views(result.out, kind)

@@ -60,6 +60,11 @@ class RunSpec:
         return cls(**known)
 
 
+def split_names(text: Any) -> list[str]:
+    """``"padim, patchcore;dfm"`` -> ``["padim", "patchcore", "dfm"]`` (commas or semicolons; blanks dropped)."""
+    return [part.strip() for part in str(text or "").replace(";", ",").split(",") if part.strip()]
+
+
 def runs_dir(out: Path) -> Path:
     return Path(out) / "runs"
 
