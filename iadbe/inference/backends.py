@@ -54,8 +54,9 @@ class OpenVINOBackend:
     it (anomalib's OpenVINOInferencer does), which moved normalised scores by up to 0.016 on tire.
     ``precision="bf16"`` opts in to that (about 2x faster with AMX; tire AUROCs within 0.25 points,
     docs/notes/performance.md). ``IADBE_OV_CACHE_DIR`` turns on OpenVINO's compiled-model cache
-    (later loads 30 ms instead of 150 ms, at the cost of a copy of the model on disk). A compiled model is shared by threads; each call uses
-    its own infer request, so concurrent requests never mix outputs.
+    (later loads 30 ms instead of 150 ms, at the cost of a copy of the model on disk). A compiled
+    model is shared by threads; each call uses its own infer request, so concurrent requests never
+    mix outputs.
     """
 
     name = "openvino"

@@ -86,7 +86,8 @@ def load_model(ref: str | Path, backend: str = "auto", *, token: str | None = No
     kind, device = choose_backend(backend, model_dir)
     from iadbe.inference.backends import check_precision
 
-    precision = check_precision(precision) if kind == "openvino" else None
+    precision = check_precision(precision)  # checked for every backend, used by OpenVINO only
+    precision = precision if kind == "openvino" else None
     key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device, pickled is not None, precision)
     return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device, trust_local_pickle, precision))
 
