@@ -88,8 +88,8 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
     train_category = None if spec.mode == "unified" else spec.category
     result = train(spec.model, spec.dataset, spec.root, category=train_category, backbone=spec.backbone,
                    image_size=spec.image_size, max_epochs=spec.max_epochs, seed=spec.seed, out=work / "model",
-                   overwrite=True, max_train_images=spec.max_train_images, max_train_minutes=spec.max_train_minutes, overrides=dict(spec.overrides) or None,
-                   splits=splits)
+                   overwrite=True, max_train_images=spec.max_train_images, max_train_minutes=spec.max_train_minutes,
+                   overrides=dict(spec.overrides) or None, splits=splits)
     record: dict[str, Any] = {
         "schema": RECORD_SCHEMA, "run_id": spec.run_id, "status": "ok", "spec": spec.to_dict(),
         "model": result.meta["model"], "backbone": result.meta.get("backbone"), "dataset": spec.dataset,
@@ -97,6 +97,7 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
         "config": result.meta["detector"], "metrics": result.metrics,
         "test_counts": result.meta.get("test_counts"), "train_images": result.meta.get("train_images"),
         "validation": result.meta.get("validation"), "training_time_s": round(result.training_time_s, 3),
+        "epochs_trained": result.meta.get("epochs_trained"), "max_train_minutes": spec.max_train_minutes,
     }
     model = load_model(result.model_dir, backend="torch")
     if spec.mode == "unified":
