@@ -112,6 +112,17 @@ def test_outputs_are_written_and_failures_listed(tmp_path):
     assert {"image_AUROC_mean", "image_AUROC_std", "openvino_ms_mean", "peak_rss_mb_mean"} <= set(header)
 
 
+def test_timing_table_shows_the_epochs_a_time_budget_allowed():
+    from iadbe.benchmark.report import aggregate, timing_table
+
+    budgeted = {**_record("stfpm", "a", 0, 0.7, time_s=120.0), "epochs_trained": 3.5, "max_train_minutes": 2.0}
+    table = timing_table(aggregate([budgeted, _record("padim", "a", 0, 0.8)]))
+    lines = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines()[2:]}
+    assert "epochs trained" in table.splitlines()[0]
+    assert lines["STFPM"][3].strip() == "3.50" and lines["STFPM"][4].strip() == "120.0"
+    assert lines["PaDiM"][3].strip() == "-"  # records from before the column: shown as unknown
+
+
 def test_plan_covers_modes_and_refuses_bad_settings(tmp_path):
     from iadbe.benchmark import plan_runs
     from iadbe.errors import SettingsError

@@ -62,6 +62,7 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for metric in METRICS:
             row[metric] = _cell([item["metrics"].get(metric, math.nan) for item in items])
         row["training_time_s"] = _cell([r["training_time_s"] for r in records_])
+        row["epochs_trained"] = _cell([r.get("epochs_trained") for r in records_])  # absent in older records
         for backend in ("torch", "openvino"):
             row[f"{backend}_ms"] = _cell([r.get("inference_ms", {}).get(backend, {}).get("median_ms", math.nan)
                                           for r in records_])
@@ -174,20 +175,21 @@ def timing_table(rows: Sequence[dict[str, Any]], mode: str = "per_category") -> 
     for row in rows:
         if row["mode"] == mode:
             per_model[row["model"]].append(row)
-    lines = ["| model | backbone | training time (s) | torch ms/image | OpenVINO ms/image | peak memory (MB) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | backbone | epochs trained | training time (s) | torch ms/image | OpenVINO ms/image "
+             "| peak memory (MB) |", "|---|---|---|---|---|---|---|"]
     for model, items in sorted(per_model.items()):
         def mean(key: str, digits: int = 1) -> str:
             values = [item[key].mean for item in items if item[key] is not None]
             return f"{statistics.fmean(values):.{digits}f}" if values else "-"
-        lines.append(f"| {get_spec(model).display_name} | {items[0]['backbone'] or '-'} | {mean('training_time_s')} "
-                     f"| {mean('torch_ms')} | {mean('openvino_ms')} | {mean('peak_rss_mb', 0)} |")
+        lines.append(f"| {get_spec(model).display_name} | {items[0]['backbone'] or '-'} | {mean('epochs_trained', 2)} "
+                     f"| {mean('training_time_s')} | {mean('torch_ms')} | {mean('openvino_ms')} "
+                     f"| {mean('peak_rss_mb', 0)} |")
     return "\n".join(lines)
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Long format: one line per (mode, model, category); metrics as mean and std in [0, 1]."""
-    numeric = [*METRICS, "training_time_s", "torch_ms", "openvino_ms", "peak_rss_mb"]
+    numeric = [*METRICS, "training_time_s", "epochs_trained", "torch_ms", "openvino_ms", "peak_rss_mb"]
     header = ["mode", "model", "backbone", "category", "trained_on", "seeds"]
     header += [f"{name}_{part}" for name in numeric for part in ("mean", "std")]
     with path.open("w", newline="", encoding="utf-8") as stream:
