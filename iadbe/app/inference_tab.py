@@ -97,10 +97,19 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
     model = _load(model_id, backend)
     prediction = model.predict(path, threshold=threshold, names=[original_name(image)])[0]
     shown = for_display(prediction)
-    views = render_prediction(shown, opacity)
+    files = _view_files(render_prediction(shown, opacity), ("original", "heatmap", "mask", "contours"))
     details = _details(prediction, model, prediction.image.shape[:2])
-    return (views["original"], views["heatmap"], views["mask"], views["contours"], round(prediction.score, 6),
-            prediction.label_text, _run_info(prediction), details, {"prediction": shown, "details": details})
+    return (*files, round(prediction.score, 6), prediction.label_text, _run_info(prediction), details,
+            {"prediction": shown, "details": details})
+
+
+def _view_files(views: dict, kinds: tuple[str, ...]) -> list[str]:
+    """The views as PNG files in a fresh request folder: handing Gradio numpy arrays made it spend
+    ~120 ms per /predict encoding four PNGs (bench/app.py)."""
+    from iadbe.render import save_views
+
+    paths = save_views({kind: views[kind] for kind in kinds}, request_dir("single"), "view")
+    return [str(paths[kind]) for kind in kinds]
 
 
 @user_errors
@@ -115,7 +124,7 @@ def rerender(state: Any, threshold: float, opacity: float) -> tuple:
     views = render_prediction(prediction, opacity, threshold)
     label = prediction.with_threshold(threshold).label_text
     details = {**state["details"], "threshold": threshold, "label": label}
-    return views["heatmap"], views["mask"], views["contours"], label, details
+    return (*_view_files(views, ("heatmap", "mask", "contours")), label, details)
 
 
 # --------------------------------------------------------------------------- batch
