@@ -61,6 +61,20 @@ def test_patchcore_image_auroc_target(trained):
     assert trained["patchcore"].metrics["image_AUROC"] >= 0.75
 
 
+@pytest.mark.slow
+def test_patchcore_lite1_at_tires_aspect_reaches_the_image_target(tmp_path):
+    """The configuration that closes PatchCore's gap on tire: EfficientNet-Lite1 at 384 x 288 (H x W, tire's
+    4:3 aspect). Measured 0.794 (seed 0) and 0.835 (seed 1) image AUROC with 40 training images; Lite0 at
+    the same size gave 0.706 (docs/NOTES.md)."""
+    from iadbe.training import train
+
+    result = train("patchcore", "mvtec3d", TIRE, category="tire", backbone="tf_efficientnet_lite1",
+                   image_size=(384, 288), out=tmp_path / "patchcore-lite1", max_train_images=PATCHCORE_TRAIN_IMAGES,
+                   seed=0, export=False)
+    assert result.metrics["image_AUROC"] >= 0.75
+    assert result.metrics["pixel_AUROC"] >= 0.95
+
+
 def test_padim_image_auroc(trained):
     # measured 0.769 with the regularised Gaussian fit (iadbe/models/padim.py)
     assert trained["padim"].metrics["image_AUROC"] >= 0.75
