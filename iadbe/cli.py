@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="detector name, see `iadbe models --all`")
     _add_dataset_args(p)
     p.add_argument("--backbone", help="timm backbone (default: the model's, tf_efficientnet_lite0 offline)")
-    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--image-size", type=image_size_arg, default=256,
+                   help="model input size: 256, or HxW such as 384x288 (height x width)")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--max-train-images", type=int, help="train on a seeded subset (quick runs)")
@@ -418,6 +419,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     )
     print(format_zoo_report(items))
     return 1 if any(item.status == "failed" for item in items) else 0
+
+
+def image_size_arg(text: str) -> int | tuple[int, int]:
+    """``256`` -> 256; ``384x288`` -> (384, 288) (height x width)."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        sizes = [int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288, got {text!r}") from None
+    if len(sizes) not in (1, 2) or min(sizes) < 32:
+        raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288 (at least 32 px), got {text!r}")
+    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

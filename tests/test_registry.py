@@ -82,3 +82,20 @@ def test_lite_models_run_here_once_weights_are_converted():
     ensure_offline_backbones()
     assert check_availability(get_spec("padim")).runs_here
     assert check_availability(get_spec("patchcore")).runs_here
+
+
+@pytest.mark.parametrize(("text", "expected"), [("256", 256), ("384x288", (384, 288)), ("320 X 256", (320, 256))])
+def test_cli_image_size_takes_a_side_or_height_by_width(text, expected):
+    from iadbe.cli import image_size_arg
+
+    assert image_size_arg(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "12x3", "256x256x3", "-256"])
+def test_cli_image_size_refuses_nonsense(text):
+    import argparse
+
+    from iadbe.cli import image_size_arg
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a size like 256 or 384x288"):
+        image_size_arg(text)
