@@ -89,7 +89,8 @@ class OpenVINOBackend:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         request = self._request()
-        request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        # share_inputs: OpenVINO reads the numpy buffer in place instead of copying it (the call is synchronous)
+        request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
         scores = request.get_output_tensor(0).data.copy()
         maps = request.get_output_tensor(1).data.copy()
         return scores.reshape(len(batch)), maps.reshape(len(batch), *maps.shape[-2:])
