@@ -15,10 +15,10 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from _app import start_app
+from _timing import median_ms
 from _models import bench_images, trained_model
 
 HEAVY = ("torch", "anomalib", "gradio")
@@ -32,15 +32,6 @@ def heavy_imports() -> list[str]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=root).stdout.strip()
     return [name for name in out.split(",") if name]
-
-
-def median_ms(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - started))
-    return statistics.median(times)
 
 
 def measure(runs: int = 20) -> list[tuple[str, str, str, float, bool]]:

@@ -8,21 +8,9 @@ Median over --runs calls after warm-up, batch 1 at the model's 256 px, plus imag
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 from _models import bench_images, trained_model
-
-
-def median_ms(run, batch, runs: int) -> float:
-    for _ in range(3):
-        run(batch)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(batch)
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+from _timing import median_ms
 
 
 def measure(runs: int = 50, threads: int = 2) -> list[tuple]:
@@ -42,8 +30,9 @@ def measure(runs: int = 50, threads: int = 2) -> list[tuple]:
             model = load_model(model_dir, backend=backend)
             one = to_batch(images[:1], model.config.image_size)
             eight = to_batch(images, model.config.image_size)
-            latency = median_ms(model.backend.run, one, runs)
-            throughput = 8000 / median_ms(model.backend.run, eight, max(5, runs // 5))
+            latency = median_ms(lambda m=model, x=one: m.backend.run(x), runs, warmup=3)
+            throughput = 8000 / median_ms(lambda m=model, x=eight: m.backend.run(x), max(5, runs // 5),
+                                          warmup=3)
             results[backend] = (latency, throughput)
         rows.append((name, *results["torch"], *results["openvino"], results["torch"][0] / results["openvino"][0]))
     return rows

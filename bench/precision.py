@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import glob
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from _models import TIRE, trained_model
+from _timing import median_ms
 
 
 def tire_test_set(size: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -93,19 +92,13 @@ def measure(runs: int = 30, threads: int = 2) -> list[dict]:
                 scores.append(request.get_output_tensor(0).data.reshape(-1).copy())
                 maps.append(request.get_output_tensor(1).data.copy().reshape(-1, *size))
             one = to_batch(images[:1], size)
-            for _ in range(3):
-                request.infer({0: one})
-            times = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                request.infer({0: one})
-                times.append(1000 * (time.perf_counter() - started))
+            latency = median_ms(lambda r=request, x=one: r.infer({0: x}), runs, warmup=3)
             normalised = calibration.normalize_scores(np.concatenate(scores))
             amap = np.concatenate(maps)
             if reference is None:
                 reference = normalised
             rows.append({
-                "model": name, "variant": variant, "ms": statistics.median(times),
+                "model": name, "variant": variant, "ms": latency,
                 "score_diff": float(np.abs(normalised - reference).max()),
                 "flips": int(((normalised > 0.5) != (reference > 0.5)).sum()),
                 "image_auroc": float(roc_auc_score(labels, normalised)),

@@ -22,12 +22,12 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
 from _models import CACHE, bench_images, trained_model
+from _timing import median_ms
 
 TARGETS = {"torch": 4.0, "openvino": 1.5}  # IADBE must be this many times faster than the stock side
 
@@ -112,15 +112,6 @@ COMPARISONS = [
 
 def stock_scores(inferencer, images: list[np.ndarray]) -> np.ndarray:
     return np.array([float(np.asarray(inferencer.predict(image).pred_score).reshape(-1)[0]) for image in images])
-
-
-def median_ms(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
 
 
 def interleaved_ms(sides: dict, runs: int, rounds: int = 5) -> dict[str, float]:
