@@ -422,14 +422,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def image_size_arg(text: str) -> int | tuple[int, int]:
-    """``256`` -> 256; ``384x288`` -> (384, 288) (height x width)."""
+    """``256`` -> 256; ``384x288`` -> (384, 288) (height x width).
+
+    Only the form is checked here; the range (and multiple of 32) is the library's check, so the CLI,
+    the app and the API refuse a bad size with the same ``error: image size must be ...`` message.
+    """
     parts = text.lower().replace(" ", "").split("x")
     try:
         sizes = [int(part) for part in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288, got {text!r}") from None
-    if len(sizes) not in (1, 2) or min(sizes) < 32:
-        raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288 (at least 32 px), got {text!r}")
+    if len(sizes) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288, got {text!r}")
     return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
 
 

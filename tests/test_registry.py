@@ -1,5 +1,7 @@
 """The detector registry: the study's models, their defaults, layer mapping and runs-here reasons."""
 
+import re
+
 import pytest
 
 from iadbe.errors import SettingsError
@@ -91,7 +93,7 @@ def test_cli_image_size_takes_a_side_or_height_by_width(text, expected):
     assert image_size_arg(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "12x3", "256x256x3", "-256"])
+@pytest.mark.parametrize("text", ["", "abc", "256x", "256x256x3", "1.5"])
 def test_cli_image_size_refuses_nonsense(text):
     import argparse
 
@@ -99,3 +101,13 @@ def test_cli_image_size_refuses_nonsense(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match="expected a size like 256 or 384x288"):
         image_size_arg(text)
+
+
+@pytest.mark.parametrize("text", ["12x3", "-256", "100"])
+def test_cli_out_of_range_image_size_gets_the_library_message(text, tmp_path, capsys):
+    from iadbe.cli import main
+
+    code = main(["train", "--model", "padim", "--dataset", "folder", "--root", str(tmp_path),
+                 "--image-size", text, "--out", str(tmp_path / "m")])
+    assert code == 2
+    assert re.search(r"^error: image size must be", capsys.readouterr().err, re.MULTILINE)
