@@ -19,11 +19,14 @@ OPENVINO_DIR = "openvino"
 OPENVINO_XML = "model.xml"
 
 
-def build_inference_graph(torch_model: Any, mean: tuple, std: tuple) -> Any:
+def build_inference_graph(torch_model: Any, mean: tuple, std: tuple,
+                          image_size: tuple[int, int] | None = None) -> Any:
     """Wrap an anomalib torch model (``module.model``) into the exportable graph, in eval mode.
 
     The model's Gaussian blurs become separable ones (same numbers, far fewer operations; see
-    :func:`iadbe.models.graphs.separable_blurs`); its state dict is unchanged.
+    :func:`iadbe.models.graphs.separable_blurs`); its state dict is unchanged. With ``image_size``
+    (the model's input size, the only one the graph is fed) PaDiM and PatchCore also get their
+    size-fitted rewrites (:data:`iadbe.models.graphs.GRAPH_MODULES`).
     """
     import torch
     from torch import nn
@@ -36,7 +39,7 @@ def build_inference_graph(torch_model: Any, mean: tuple, std: tuple) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.model = torch_model
-            self._forward = forward_for(torch_model)
+            self._forward = forward_for(torch_model, image_size)
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 

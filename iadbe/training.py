@@ -143,7 +143,7 @@ def train(
 
     from iadbe.inference.backends import TorchBackend
 
-    graph = build_inference_graph(module.model, config.mean, config.std)
+    graph = build_inference_graph(module.model, config.mean, config.std, config.image_size)
     runner = TorchBackend(graph, "cpu")
     progress(_FIT, "calibrating thresholds on validation data")
     val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))

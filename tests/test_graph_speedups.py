@@ -38,21 +38,87 @@ def test_non_gaussian_kernel_is_left_alone() -> None:
     assert type(holder[0]) is GaussianBlur2d
 
 
-@pytest.mark.parametrize("name", ["padim", "patchcore"])
-def test_inference_graph_with_speedups_equals_anomalib_model(name: str) -> None:
-    """The whole graph (separable blur, PatchCore's nearest-neighbour rewrite) against anomalib's forward."""
+@pytest.mark.parametrize(("name", "size"), [("padim", (64, 64)), ("patchcore", (64, 64)), ("padim", (64, 96)),
+                                            ("patchcore", (96, 64))])
+def test_inference_graph_with_speedups_equals_anomalib_model(name: str, size: tuple[int, int]) -> None:
+    """The whole graph (separable blur, PaDiM's strips, PatchCore's nearest-neighbour rewrite, matrix
+    resampling) against anomalib's forward, at batch 1 and 3; the model's state dict keeps its keys."""
     import copy
 
     from iadbe.export import build_inference_graph
     from tests.test_model_smoke import _fitted_model
 
-    model = _fitted_model(name)
+    model = _fitted_model(name, size)
     reference = copy.deepcopy(model)
-    graph = build_inference_graph(model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    keys = set(model.state_dict())
+    graph = build_inference_graph(model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), size)
+    assert set(model.state_dict()) == keys
     assert not any(type(m).__name__ == "GaussianBlur2d" for m in graph.modules())
-    images = torch.rand(3, 3, 64, 64)
+    assert type(graph._forward).__name__ == {"padim": "PadimGraph", "patchcore": "PatchcoreGraph"}[name]
+    assert graph._forward.resampler is not None
+    for batch in (1, 3):
+        images = torch.rand(batch, 3, *size)
+        with torch.no_grad():
+            expected = reference((images - 0.5) / 0.5)
+            scores, maps = graph(images)
+        torch.testing.assert_close(scores, expected.pred_score.reshape(batch), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(maps, expected.anomaly_map.reshape(batch, *size), rtol=1e-5, atol=1e-4)
+
+
+def test_padim_graph_with_any_strip_count_and_a_layer_with_no_kept_channel() -> None:
+    from iadbe.models.graphs import padim_graph
+    from tests.test_model_smoke import _fitted_model
+
+    model = _fitted_model("padim")
+    images = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        expected = reference((images - 0.5) / 0.5)
-        scores, maps = graph(images)
-    torch.testing.assert_close(scores, expected.pred_score.reshape(3), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(maps, expected.anomaly_map.reshape(3, 64, 64), rtol=1e-5, atol=1e-4)
+        expected = model(images).pred_score
+        for strips in (1, 2, 5, 7):
+            torch.testing.assert_close(padim_graph(model, (64, 64), strips)(images).pred_score, expected,
+                                       rtol=1e-5, atol=1e-5)
+        # keep only channels of the first layer: the other layers drop out of the embedding
+        first_width = model.feature_extractor(images[:1])[model.layers[0]].shape[1]
+        kept = first_width // 2
+        model.idx = torch.randperm(first_width)[:kept]
+        model.gaussian.mean = model.gaussian.mean[:kept]
+        model.gaussian.inv_covariance = model.gaussian.inv_covariance[:, :kept, :kept].contiguous()
+        graph = padim_graph(model, (64, 64))
+        assert len(graph.layers) == 1
+        torch.testing.assert_close(graph(images).pred_score, model(images).pred_score, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("mode", "map_size", "image_size"), [("bilinear", (16, 16), (64, 64)),
+                                                              ("nearest", (8, 12), (64, 96)),
+                                                              ("bilinear", (20, 13), (77, 50))])
+def test_map_resampler_equals_interpolation_and_blur(mode: str, map_size, image_size) -> None:
+    from anomalib.models.components.filters import GaussianBlur2d
+    from torch.nn import functional as F
+
+    from iadbe.models.resampling import fit_map_resampler
+
+    blur = GaussianBlur2d(sigma=4.0, channels=1)
+
+    def to_map(scores: torch.Tensor) -> torch.Tensor:
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        return blur(F.interpolate(scores, size=image_size, mode=mode, **kwargs))
+
+    resampler = fit_map_resampler(to_map, map_size, image_size)
+    assert resampler is not None
+    scores = torch.rand(3, 1, *map_size) * 40
+    assert resampler.fits(scores, image_size) and not resampler.fits(scores, (image_size[0] + 1, image_size[1]))
+    torch.testing.assert_close(resampler(scores), to_map(scores), rtol=1e-5, atol=1e-4)
+
+
+def test_map_resampler_refuses_what_is_not_a_separable_linear_map() -> None:
+    from torch.nn import functional as F
+
+    from iadbe.models.resampling import fit_map_resampler
+
+    def upsample(scores: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(scores, size=(32, 32), mode="bilinear", align_corners=False)
+
+    assert fit_map_resampler(lambda s: upsample(s) ** 2, (8, 8), (32, 32)) is None  # not linear
+    assert fit_map_resampler(lambda s: upsample(s).transpose(-1, -2).contiguous() * 0 + upsample(s.transpose(-1, -2)),
+                             (8, 8), (32, 32)) is None  # linear, but mixes rows and columns
+    assert fit_map_resampler(upsample, (8, 8), (32, 48)) is None  # not the size asked for
+    assert fit_map_resampler(upsample, (8, 8), (32, 32)) is not None

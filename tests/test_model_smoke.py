@@ -174,10 +174,11 @@ def test_dfkde_with_too_few_images_says_why(dataset: Path, tmp_path: Path) -> No
 
 # --- the batch-dynamic graph forwards against anomalib's own forwards (no training, random weights) ---
 
-def _fitted_model(name: str, size: int = 64) -> Any:
+def _fitted_model(name: str, size: int | tuple[int, int] = 64) -> Any:
     """anomalib torch model of ``name`` with random backbone weights, fitted on random images."""
     import torch
 
+    height, width = (size, size) if isinstance(size, int) else size
     from iadbe.models import create_detector, resolve_config
 
     torch.manual_seed(0)
@@ -187,7 +188,7 @@ def _fitted_model(name: str, size: int = 64) -> Any:
         model.train()
         with torch.no_grad():
             for _ in range(5 if name != "padim" else 40):  # PaDiM: enough samples for an invertible covariance
-                model(torch.randn(4, 3, size, size))
+                model(torch.randn(4, 3, height, width))
         if name == "patchcore":
             model.subsample_embedding(0.5)
         else:

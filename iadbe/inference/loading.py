@@ -176,7 +176,7 @@ def build_graph(model_dir: Path, config: Any, *, trust_pickle: bool = False) -> 
     except (ValueError, TypeError, KeyError) as error:
         raise ModelFormatError(f"{model_dir / store.CONFIG_FILE}: cannot rebuild {config.model} ({error})") from None
     load_state_resizing_buffers(module.model, state, weights_path)
-    return build_inference_graph(module.model, config.mean, config.std)
+    return build_inference_graph(module.model, config.mean, config.std, config.image_size)
 
 
 def load_state_resizing_buffers(model: Any, state: dict[str, Any], path: Path) -> None:
