@@ -6,13 +6,15 @@ image, so the same colour means the same evidence everywhere (nothing is stretch
 
 from __future__ import annotations
 
+import functools
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iadbe.errors import SettingsError
+from iadbe.errors import SettingsError, StoreError
 
 RED = (255, 40, 40)
 YELLOW = (255, 220, 0)
@@ -99,8 +101,10 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) 
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, max(0.35, scale), (20, 20, 20), 1, cv2.LINE_AA)
 
 
-def render_prediction(prediction: Any, opacity: float = 0.5, threshold: float | None = None) -> dict[str, np.ndarray]:
-    """All pictures of one prediction: original, heatmap, mask, contours and a side-by-side panel."""
+def render_prediction(prediction: Any, opacity: float = 0.5, threshold: float | None = None,
+                      with_panel: bool = True) -> dict[str, np.ndarray]:
+    """All pictures of one prediction: original, heatmap, mask, contours and (``with_panel``) a captioned
+    side-by-side panel of the four."""
     if threshold is not None:
         prediction = prediction.with_threshold(threshold)
     image, amap, mask = prediction.image, prediction.anomaly_map, prediction.mask
@@ -110,8 +114,10 @@ def render_prediction(prediction: Any, opacity: float = 0.5, threshold: float | 
         "mask": mask_overlay(image, mask, opacity),
         "contours": contour_overlay(image, mask),
     }
-    caption = f"{prediction.name}: {prediction.label_text} (score {prediction.score:.3f}, threshold {prediction.threshold:.2f})"
-    views["panel"] = panel({k: v for k, v in views.items()}, caption)
+    if with_panel:
+        caption = (f"{prediction.name}: {prediction.label_text} (score {prediction.score:.3f}, "
+                   f"threshold {prediction.threshold:.2f})")
+        views["panel"] = panel(dict(views), caption)
     return views
 
 
@@ -123,14 +129,37 @@ def new_output_dir(root: Path) -> Path:
 
 
 def save_views(views: dict[str, np.ndarray], folder: Path, stem: str) -> dict[str, Path]:
-    """Write each view as a lossless PNG (OpenCV, zlib level 1: 4-5 ms for 256x341, where Gradio's own PNG
-    encoding of the same arrays took 30 ms each; the files are ~20 % larger)."""
+    """Write each view as a lossless PNG (:func:`png_params`), the views encoded on parallel threads
+    (OpenCV releases the GIL)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {kind: folder / f"{stem}_{kind}.png" for kind in views}
+    jobs = [(paths[kind], picture) for kind, picture in views.items()]
+    if len(jobs) > 1:
+        list(_encoder_pool().map(_write_png, jobs))
+    else:
+        for job in jobs:
+            _write_png(job)
+    return paths
+
+
+def png_params() -> list[int]:
+    """OpenCV PNG settings for the views: zlib level 1, Huffman-only, every row "Sub"-filtered: 2.3 ms
+    per 341x256 view against 3.9 ms with OpenCV's level 1 and adaptive filters, and 7 % smaller files
+    (Gradio's own PNG encoding of the same arrays took 30 ms). Lossless."""
     import cv2
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for kind, picture in views.items():
-        path = folder / f"{stem}_{kind}.png"
-        cv2.imwrite(str(path), np.ascontiguousarray(picture[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        paths[kind] = path
-    return paths
+    return [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+
+
+def _write_png(job: tuple[Path, np.ndarray]) -> None:
+    import cv2
+
+    path, picture = job
+    if not cv2.imwrite(str(path), np.ascontiguousarray(picture[..., ::-1]), png_params()):
+        raise StoreError(f"could not write {path} (is the disk full or the folder read-only?)")
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="iadbe-png")

@@ -261,6 +261,24 @@ def test_connect_keeps_tls_verification_and_answers_like_a_plain_client(app_serv
     assert Image.open(shared[1]).size == Image.open(plain[1]).size
 
 
+def test_connect_polls_for_results_every_few_ms(monkeypatch):
+    """gradio_client sleeps 50 ms between looks at its received messages; connect() caps its sleeps."""
+    import time
+
+    from gradio_client import utils
+
+    from iadbe.app import client as client_module
+
+    client_module.poll_results_faster()
+    client_module.poll_results_faster()  # idempotent
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    utils.time.sleep(0.05)
+    utils.time.sleep(0.0005)
+    assert slept == [client_module.POLL_INTERVAL_S, 0.0005]
+    assert utils.time.monotonic is time.monotonic  # everything else is the time module
+
+
 def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_path):
     from gradio_client import handle_file
 

@@ -207,3 +207,23 @@ def test_saved_yaml_round_trips(tmp_path):
     assert "null" not in path.read_text()
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
     assert Path(path).read_text().startswith("models:\n")
+
+
+def test_catalog_parses_the_manifest_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """The app resolves a model on every /predict: the parsed manifest is reused until the file changes."""
+    from iadbe import catalog
+
+    path = tmp_path / "m.yaml"
+    path.write_text("models:\n" + entry_yaml("padim-bottle"))
+    calls = []
+    real = manifest_mod.load_manifest
+    monkeypatch.setattr(manifest_mod, "load_manifest", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert [e.id for e in catalog.manifest_entries(path)] == ["padim-bottle"]
+    assert [e.id for e in catalog.manifest_entries(path)] == ["padim-bottle"]
+    assert len(calls) == 1
+    path.write_text("models:\n" + entry_yaml("padim-bottle") + entry_yaml("padim-cable"))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    assert [e.id for e in catalog.manifest_entries(path)] == ["padim-bottle", "padim-cable"]
+    assert len(calls) == 2
+    path.unlink()
+    assert catalog.manifest_entries(path) == []

@@ -30,6 +30,10 @@ DEFAULT_CONCURRENCY = 2
 QUEUE_MAX_SIZE = 32
 #: Per-request output folders older than this are removed when a new one is made.
 OUTPUT_MAX_AGE_S = 24 * 3600
+#: The PNG views of /predict and /rerender are shown once; they are kept this long.
+VIEW_MAX_AGE_S = 3600
+#: The views' folder is scanned for old request folders at most this often (every /predict makes one).
+VIEW_PRUNE_EVERY_S = 60
 DEMO_LABEL = "DEMO (synthetic defects)"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +53,32 @@ def request_dir(kind: str) -> Path:
     return new_output_dir(parent)
 
 
-def _prune(parent: Path, max_age_s: float) -> None:
+def view_dir() -> Path:
+    """A fresh folder for one request's view PNGs, inside Gradio's own cache folder.
+
+    Gradio serves a returned file from its cache folder as it is; a file from anywhere else (even an
+    ``allowed_paths`` folder) is first hashed (sha256) and copied into the cache: about 2 ms per view,
+    8 ms of a /predict here (bench/app.py). Gradio's ``delete_cache`` and :data:`VIEW_MAX_AGE_S` clear it.
+    """
+    from gradio.utils import get_upload_folder
+
+    from iadbe.render import new_output_dir
+
+    parent = Path(get_upload_folder()) / "iadbe-views"
+    _prune(parent, VIEW_MAX_AGE_S, every_s=VIEW_PRUNE_EVERY_S)
+    return new_output_dir(parent)
+
+
+_LAST_PRUNE: dict[Path, float] = {}
+
+
+def _prune(parent: Path, max_age_s: float, every_s: float = 0.0) -> None:
+    """Remove the folders in ``parent`` older than ``max_age_s``; with ``every_s``, scan at most that often
+    (a busy hour leaves thousands of view folders: scanning them per request would cost more than it)."""
+    now = time.monotonic()
+    if every_s and now - _LAST_PRUNE.get(parent, -every_s) < every_s:
+        return
+    _LAST_PRUNE[parent] = now
     if not parent.is_dir():
         return
     limit = time.time() - max_age_s

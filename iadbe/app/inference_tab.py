@@ -26,6 +26,7 @@ from iadbe.app.common import (
     resolve_model,
     uploaded_path,
     user_errors,
+    view_dir,
 )
 
 BACKENDS = ["auto", "torch", "openvino"]
@@ -97,7 +98,8 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
     model = _load(model_id, backend)
     prediction = model.predict(path, threshold=threshold, names=[original_name(image)])[0]
     shown = for_display(prediction)
-    files = _view_files(render_prediction(shown, opacity), ("original", "heatmap", "mask", "contours"))
+    views = render_prediction(shown, opacity, with_panel=False)
+    files = _view_files(views, ("original", "heatmap", "mask", "contours"))
     details = _details(prediction, model, prediction.image.shape[:2])
     return (*files, round(prediction.score, 6), prediction.label_text, _run_info(prediction), details,
             {"prediction": shown, "details": details})
@@ -108,7 +110,7 @@ def _view_files(views: dict, kinds: tuple[str, ...]) -> list[str]:
     ~120 ms per /predict encoding four PNGs (bench/app.py)."""
     from iadbe.render import save_views
 
-    paths = save_views({kind: views[kind] for kind in kinds}, request_dir("single"), "view")
+    paths = save_views({kind: views[kind] for kind in kinds}, view_dir(), "view")
     return [str(paths[kind]) for kind in kinds]
 
 
@@ -121,7 +123,7 @@ def rerender(state: Any, threshold: float, opacity: float) -> tuple:
         return (gr.skip(),) * 5
     threshold = _check_threshold(threshold)
     prediction = state["prediction"]
-    views = render_prediction(prediction, opacity, threshold)
+    views = render_prediction(prediction, opacity, threshold, with_panel=False)
     label = prediction.with_threshold(threshold).label_text
     details = {**state["details"], "threshold": threshold, "label": label}
     return (*_view_files(views, ("heatmap", "mask", "contours")), label, details)
