@@ -122,3 +122,22 @@ def test_map_resampler_refuses_what_is_not_a_separable_linear_map() -> None:
                              (8, 8), (32, 32)) is None  # linear, but mixes rows and columns
     assert fit_map_resampler(upsample, (8, 8), (32, 48)) is None  # not the size asked for
     assert fit_map_resampler(upsample, (8, 8), (32, 32)) is not None
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 64, 10**6])
+def test_patchcore_blockwise_nearest_neighbours_equal_anomalib(chunk_rows: int, monkeypatch) -> None:
+    """The memory bank searched in blocks (a ragged last one too), with and without the neighbour re-weighting."""
+    from iadbe.models import graphs
+    from tests.test_model_smoke import _fitted_model
+
+    monkeypatch.setattr(graphs, "NN_CHUNK_ROWS", chunk_rows)
+    model = _fitted_model("patchcore")
+    assert model.memory_bank.shape[0] > 64 and model.memory_bank.shape[0] % 7
+    images = torch.randn(3, 3, 64, 64)
+    for neighbours in (1, 9):
+        model.num_neighbors = neighbours
+        with torch.no_grad():
+            expected = model(images)
+            got = graphs.patchcore_forward(model, images)
+        torch.testing.assert_close(got.pred_score, expected.pred_score, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got.anomaly_map, expected.anomaly_map, rtol=1e-5, atol=1e-4)

@@ -31,6 +31,10 @@ import contextlib
 from typing import Any, Callable, Iterator
 
 
+#: Memory-bank rows per block of PatchCore's nearest-neighbour search (see :func:`patchcore_forward`).
+NN_CHUNK_ROWS = 512
+
+
 def patchcore_forward(model: Any, images: Any, resampler: Any = None) -> Any:
     """anomalib ``PatchcoreModel.forward`` in eval mode, batch-dynamic; with ``resampler`` (a
     :class:`iadbe.models.resampling.MapResampler`) the map is upsampled and blurred by two matmuls."""
@@ -45,12 +49,21 @@ def patchcore_forward(model: Any, images: Any, resampler: Any = None) -> Any:
     flat = embedding.permute(0, 2, 3, 1).reshape(-1, channels)
     memory_bank = model.memory_bank
     # |x - y|^2 = |x|^2 + (|y|^2 - 2 x.y): the nearest neighbour of x only needs the bracket, so the
-    # full N x M matrix gets one fused matmul + bias and a plain minimum; |x|^2, the clamp at 0 and the
-    # square root apply to the N minima only (anomalib computes all three on every entry and takes
-    # min-with-indices, an OpenVINO TopK: together 45 % of PatchCore's time here). Same values up to float
-    # rounding; the neighbour index is needed for the best patch of each image only.
-    partial = torch.matmul(flat, memory_bank.mul(-2).transpose(0, 1)) + memory_bank.pow(2).sum(1).unsqueeze(0)
-    squared = partial.amin(1) + flat.pow(2).sum(1)
+    # N x M matrix gets matmuls + bias and a plain minimum; |x|^2, the clamp at 0 and the square root
+    # apply to the N minima only (anomalib computes all three on every entry and takes min-with-indices,
+    # an OpenVINO TopK: together 45 % of PatchCore's time here). The bank is taken NN_CHUNK_ROWS rows at a
+    # time so each block of the matrix is reduced while it is still in cache: 9-15 % faster in OpenVINO
+    # f32 than one N x M product (4096 and 20480 rows). Same values up to float rounding.
+    scaled_bank = memory_bank.mul(-2)
+    bank_norms = memory_bank.pow(2).sum(1)
+    bank_size = memory_bank.shape[0]
+    block_minima = [
+        (torch.matmul(flat, scaled_bank[start:start + NN_CHUNK_ROWS].transpose(0, 1))
+         + bank_norms[start:start + NN_CHUNK_ROWS].unsqueeze(0)).amin(1, keepdim=True)
+        for start in range(0, bank_size, NN_CHUNK_ROWS)
+    ]
+    nearest = block_minima[0] if len(block_minima) == 1 else torch.cat(block_minima, 1).amin(1, keepdim=True)
+    squared = nearest.squeeze(1) + flat.pow(2).sum(1)
     patch_scores = squared.clamp_min(0).sqrt().reshape(batch, -1)
 
     max_patches = patch_scores.argmax(1, keepdim=True)
@@ -60,9 +73,8 @@ def patchcore_forward(model: Any, images: Any, resampler: Any = None) -> Any:
     else:
         per_image = flat.reshape(batch, height * width, channels)
         max_features = per_image.gather(1, max_patches.unsqueeze(-1).expand(-1, 1, channels))  # (B, 1, C)
-        bank_size = memory_bank.shape[0]
-        best_rows = partial.reshape(batch, height * width, bank_size)
-        best_rows = best_rows.gather(1, max_patches.unsqueeze(-1).expand(-1, 1, bank_size)).squeeze(1)
+        # the nearest neighbour of each image's worst patch: its row of the matrix, recomputed (B x M)
+        best_rows = torch.matmul(max_features.squeeze(1), scaled_bank.transpose(0, 1)) + bank_norms.unsqueeze(0)
         nn_index = best_rows.argmin(1)
         neighbours = min(model.num_neighbors, bank_size)
         _, support = model.euclidean_dist(memory_bank[nn_index], memory_bank).topk(neighbours, largest=False, dim=1)
