@@ -297,6 +297,20 @@ def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_
     assert sum(n.startswith("overlays/") for n in names) == 9 and sum(n.startswith("masks/") for n in names) == 3
 
 
+def test_train_with_a_time_cap_stops_early_and_says_so(app_server, client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    archive = zip_folder(make_parts_dataset(tmp_path / "capped", seed=2), tmp_path / "capped.zip")
+    with pytest.raises(AppError, match="less than minimum value 0"):  # the Number field refuses it itself
+        client.predict(handle_file(str(archive)), "", "", "stfpm", "tf_efficientnet_lite0", 64, 500, 0,
+                       "app-test-capped", -1, api_name="/train")
+    status, _, _, _, result = client.predict(
+        handle_file(str(archive)), "", "", "stfpm", "tf_efficientnet_lite0", 64, 500, 0, "app-test-capped", 0.05,
+        api_name="/train")
+    assert "0.05-minute cap" in status and 0 < result["epochs_trained"] < 500, (status, result)
+
+
 def test_inspect_cancel_train_then_predict_and_compare(app_server, client, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -405,3 +419,15 @@ def test_demo_model_builds_in_about_a_minute(tmp_path, monkeypatch):
     assert meta["metrics"]["image_AUROC"] >= 0.9 and meta["metrics"]["pixel_AUROC"] >= 0.9
     assert took < 300
     assert ensure_demo_model() == model_dir  # cached: no second training
+
+
+def test_minutes_cap_reads_the_time_cap_fields():
+    import gradio as gr
+
+    from iadbe.app.common import minutes_cap
+
+    assert minutes_cap(None) is None and minutes_cap("") is None and minutes_cap(0) is None
+    assert minutes_cap(2.5) == 2.5 and minutes_cap("3") == 3.0
+    for bad in ("abc", -1, float("nan"), float("inf")):
+        with pytest.raises(gr.Error, match="max training minutes"):
+            minutes_cap(bad)

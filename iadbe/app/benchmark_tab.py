@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from iadbe import constants
-from iadbe.app.common import fail, server_folder, user_errors
+from iadbe.app.common import fail, minutes_cap, server_folder, user_errors
 
 STUDY_NOTE = """\
 ### The IADBE study (reference)
@@ -36,7 +36,8 @@ def result_roots() -> list[Path]:
 
 @user_errors
 def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_size: Any,
-                  max_train_images: Any, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+                  max_train_images: Any, max_train_minutes: Any = 0,
+                  progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """``/benchmark``: run (or resume) models x categories; returns (rows, markdown report, plot, comparison)."""
     from iadbe import benchmark
     from iadbe.benchmark.runs import split_names
@@ -52,8 +53,10 @@ def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_s
         raise fail("Type the dataset folder on the server (under the app's data folders).")
     size = int(image_size or 256)
     limit = int(max_train_images or 0) or None
+    time_cap = minutes_cap(max_train_minutes)
     result = benchmark.run_benchmark(names, kind, folder, split_names(categories) or None, image_size=size,
-                                     max_train_images=limit, out=Path(benchmark.RESULTS_DIR) / kind,
+                                     max_train_images=limit, max_train_minutes=time_cap,
+                                     out=Path(benchmark.RESULTS_DIR) / kind,
                                      progress=lambda fraction, message: progress(fraction, desc=message))
     return _result_views(result.out, kind)
 
@@ -116,6 +119,7 @@ def build() -> None:
     with gr.Row():
         image_size = gr.Slider(64, 512, value=256, step=32, label="image size")
         max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
+        max_minutes = gr.Number(value=0, minimum=0, label="max training minutes per model (0 = no limit)")
         start = gr.Button("Run benchmark", variant="primary")
     table = gr.Dataframe(headers=["model", "category", "backbone", "image AUROC", "pixel AUROC", "PRO",
                                   "training s", "OpenVINO ms"], label="results", interactive=False)
@@ -123,7 +127,7 @@ def build() -> None:
         plot = gr.Image(label="image AUROC vs training time", interactive=False)
         comparison = gr.Textbox(label="compared with the study", lines=12)
     report = gr.Markdown()
-    start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train],
+    start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train, max_minutes],
                 [table, report, plot, comparison], api_name="benchmark", concurrency_limit=1, concurrency_id="train")
     gr.Markdown("#### Results browser")
     with gr.Row():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -88,6 +89,19 @@ def _prune(parent: Path, max_age_s: float, every_s: float = 0.0) -> None:
                 shutil.rmtree(child, ignore_errors=True)
         except OSError:
             continue
+
+
+def minutes_cap(value: Any) -> float | None:
+    """Training time cap: 0 or empty -> None (no cap); else positive minutes (fractions allowed)."""
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise fail(f"max training minutes must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise fail(f"max training minutes must be 0 (no limit) or positive, got {value!r}")
+    return number or None
 
 
 # --------------------------------------------------------------------------- uploads and server folders

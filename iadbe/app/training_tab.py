@@ -24,6 +24,7 @@ from iadbe.app.common import (
     clear_session_uploads,
     fail,
     file_path,
+    minutes_cap,
     model_choices,
     redact,
     request_dir,
@@ -118,14 +119,15 @@ def _number(value: Any, what: str) -> int | None:
 
 @user_errors
 def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, backbone: Any, image_size: Any,
-                max_epochs: Any, max_train_images: Any, name: Any, request: gr.Request,
-                progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
+                max_epochs: Any, max_train_images: Any, name: Any, max_train_minutes: Any = 0,
+                request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result)."""
     from iadbe.store import check_writable
     from iadbe.training import train
 
     size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
+    time_cap = minutes_cap(max_train_minutes)
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")
@@ -147,7 +149,8 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
 
             result = train(detector, "folder", root, category=str(category or "").strip() or None,
                            backbone=str(backbone or "").strip() or None, image_size=size, max_epochs=epochs,
-                           max_train_images=limit, name=str(name or "").strip() or None, progress=report)
+                           max_train_images=limit, max_train_minutes=time_cap,
+                           name=str(name or "").strip() or None, progress=report)
     except TrainingCancelled:
         raise fail("Training cancelled: nothing was written to the model store.", title="Cancelled") from None
     finally:
@@ -158,7 +161,9 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
             for metric, value in result.metrics.items()]
     summary = {"model_id": result.model_dir.name, "model_dir": str(result.model_dir), "metrics": result.metrics,
                "training_time_s": round(result.training_time_s, 2)}
-    status = (f"Trained **{result.model_dir.name}** in {result.training_time_s:.1f} s (fit); "
+    summary["epochs_trained"] = result.meta.get("epochs_trained")
+    capped = f", {result.meta.get('epochs_trained')} epochs within the {time_cap:g}-minute cap" if time_cap else ""
+    status = (f"Trained **{result.model_dir.name}** in {result.training_time_s:.1f} s (fit{capped}); "
               "it is now in the model lists.")
     return status, rows, result.dataset_report, _test_gallery(result), summary
 
@@ -262,6 +267,7 @@ def build() -> dict[str, Any]:
     with gr.Row():
         max_epochs = gr.Number(value=0, precision=0, label="max epochs (0 = model default)")
         max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
+        max_minutes = gr.Number(value=0, minimum=0, label="max training minutes (0 = no limit)")
         name = gr.Textbox(label="model name (optional)")
     with gr.Row():
         start = gr.Button("Train", variant="primary")
@@ -287,7 +293,7 @@ def build() -> dict[str, Any]:
     inspect.click(inspect_dataset, [dataset_zip, dataset_path, category], report, api_name="inspect",
                   concurrency_limit=1, concurrency_id="inspect")
     job = start.click(train_model, [dataset_zip, dataset_path, category, model, backbone, image_size, max_epochs,
-                                    max_train, name], [status, metrics, report, samples, result],
+                                    max_train, name, max_minutes], [status, metrics, report, samples, result],
                       api_name="train", concurrency_limit=1, concurrency_id="train")
     stop.click(cancel_training, None, status, cancels=[job], api_name="cancel", concurrency_limit=None,
                concurrency_id="cancel")
