@@ -98,7 +98,8 @@ def patchcore_graph(model: Any, image_size: tuple[int, int]) -> Any:
 
     generator = model.anomaly_map_generator
     map_size = _feature_shapes(model, image_size)[model.layers[0]][-2:]
-    resampler = fit_map_resampler(lambda scores: generator(scores, image_size), map_size, image_size)
+    resampler = fit_map_resampler(lambda scores: generator(scores, image_size), map_size, image_size,
+                                  _model_device(model))
 
     class PatchcoreGraph(nn.Module):
         def __init__(self) -> None:
@@ -111,6 +112,15 @@ def patchcore_graph(model: Any, image_size: tuple[int, int]) -> Any:
     return PatchcoreGraph()
 
 
+def _model_device(model: Any) -> Any:
+    """Where the model's tensors are (graphs are usually built on the CPU; a GPU-trained model may not be)."""
+    import torch
+
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def _feature_shapes(model: Any, image_size: tuple[int, int]) -> dict[str, tuple[int, ...]]:
     """Shapes of ``model.feature_extractor``'s outputs for one image of ``image_size``, computed in eval
     mode (a train-mode pass would move batch-norm statistics) and the mode restored."""
@@ -121,7 +131,7 @@ def _feature_shapes(model: Any, image_size: tuple[int, int]) -> dict[str, tuple[
     extractor.eval()
     try:
         with torch.no_grad():
-            features = extractor(torch.zeros(1, 3, *image_size))
+            features = extractor(torch.zeros(1, 3, *image_size, device=_model_device(model)))
     finally:
         extractor.train(was_training)
     return {layer: tuple(feature.shape) for layer, feature in features.items()}
@@ -172,7 +182,7 @@ def padim_graph(model: Any, image_size: tuple[int, int], strips: int = 3) -> Any
     generator = model.anomaly_map_generator
     map_size = shapes[model.layers[0]][-2:]
     resampler = fit_map_resampler(lambda scores: generator.smooth_anomaly_map(generator.up_sample(scores, image_size)),
-                                  map_size, image_size)
+                                  map_size, image_size, _model_device(model))
 
     class PadimGraph(nn.Module):
         def __init__(self) -> None:

@@ -38,12 +38,17 @@ class MapResampler(nn.Module):
 
 
 def fit_map_resampler(to_map: Callable[[torch.Tensor], torch.Tensor], map_size: tuple[int, int],
-                      image_size: tuple[int, int]) -> MapResampler | None:
+                      image_size: tuple[int, int], device: Any = "cpu") -> MapResampler | None:
     """A :class:`MapResampler` computing ``to_map`` (``(B, 1, h, w) -> (B, 1, H, W)``), or ``None`` when
-    ``to_map`` is not a separable linear map to ``image_size`` (checked on a random input)."""
+    ``to_map`` is not a separable linear map to ``image_size`` (checked on a random input). ``to_map`` runs
+    on ``device`` (where the model's blur kernel is); the matrices are returned on the CPU."""
     h, w = (int(side) for side in map_size)
+
+    def cpu_map(scores: torch.Tensor) -> torch.Tensor:
+        return to_map(scores.to(device)).float().cpu()
+
     with torch.no_grad():
-        corner = to_map(torch.ones(1, 1, h, w))[0, 0, 0, 0]
+        corner = cpu_map(torch.ones(1, 1, h, w))[0, 0, 0, 0]
         if not torch.isfinite(corner) or abs(float(corner)) < 1e-6:
             return None
         rows_in = torch.zeros(h, 1, h, w)
@@ -52,11 +57,11 @@ def fit_map_resampler(to_map: Callable[[torch.Tensor], torch.Tensor], map_size: 
         cols_in[torch.arange(w), 0, :, torch.arange(w)] = 1
         # to_map(row i) = rows[:, i] x (cols @ 1) and to_map(ones) = (rows @ 1) x (cols @ 1): the corner
         # value divides out the scale that the row and column read-outs share.
-        rows = to_map(rows_in)[:, 0, :, 0].transpose(0, 1)
-        cols = to_map(cols_in)[:, 0, 0, :].transpose(0, 1) / corner
+        rows = cpu_map(rows_in)[:, 0, :, 0].transpose(0, 1)
+        cols = cpu_map(cols_in)[:, 0, 0, :].transpose(0, 1) / corner
         resampler = MapResampler(rows, cols)
         probe = torch.rand(2, 1, h, w, generator=torch.Generator().manual_seed(0)) * 10
-        expected = to_map(probe)
+        expected = cpu_map(probe)
         if tuple(expected.shape[-2:]) != tuple(int(side) for side in image_size):
             return None
         if not torch.allclose(resampler(probe), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max())):
