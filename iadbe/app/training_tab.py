@@ -159,10 +159,10 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
                 del _FLAGS[key]
     rows = [[metric, round(100 * value, 2) if math.isfinite(value) else None]
             for metric, value in result.metrics.items()]
+    epochs_trained = result.meta.get("epochs_trained")
     summary = {"model_id": result.model_dir.name, "model_dir": str(result.model_dir), "metrics": result.metrics,
-               "training_time_s": round(result.training_time_s, 2)}
-    summary["epochs_trained"] = result.meta.get("epochs_trained")
-    capped = f", {result.meta.get('epochs_trained')} epochs within the {time_cap:g}-minute cap" if time_cap else ""
+               "training_time_s": round(result.training_time_s, 2), "epochs_trained": epochs_trained}
+    capped = f", {epochs_trained} epochs within the {time_cap:g}-minute cap" if time_cap else ""
     status = (f"Trained **{result.model_dir.name}** in {result.training_time_s:.1f} s (fit{capped}); "
               "it is now in the model lists.")
     return status, rows, result.dataset_report, _test_gallery(result), summary
