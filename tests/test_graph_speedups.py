@@ -98,15 +98,15 @@ def test_map_resampler_equals_interpolation_and_blur(mode: str, map_size, image_
 
     blur = GaussianBlur2d(sigma=4.0, channels=1)
 
-    def to_map(scores: torch.Tensor) -> torch.Tensor:
+    def to_map(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         kwargs = {"align_corners": False} if mode == "bilinear" else {}
-        return blur(F.interpolate(scores, size=image_size, mode=mode, **kwargs))
+        return blur(F.interpolate(scores, size=size, mode=mode, **kwargs))
 
     resampler = fit_map_resampler(to_map, map_size, image_size)
     assert resampler is not None
     scores = torch.rand(3, 1, *map_size) * 40
     assert resampler.fits(scores, image_size) and not resampler.fits(scores, (image_size[0] + 1, image_size[1]))
-    torch.testing.assert_close(resampler(scores), to_map(scores), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(resampler(scores), to_map(scores, image_size), rtol=1e-5, atol=1e-4)
 
 
 def test_map_resampler_refuses_what_is_not_a_separable_linear_map() -> None:
@@ -114,13 +114,16 @@ def test_map_resampler_refuses_what_is_not_a_separable_linear_map() -> None:
 
     from iadbe.models.resampling import fit_map_resampler
 
-    def upsample(scores: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(scores, size=(32, 32), mode="bilinear", align_corners=False)
+    def upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
-    assert fit_map_resampler(lambda s: upsample(s) ** 2, (8, 8), (32, 32)) is None  # not linear
-    assert fit_map_resampler(lambda s: upsample(s).transpose(-1, -2).contiguous() * 0 + upsample(s.transpose(-1, -2)),
-                             (8, 8), (32, 32)) is None  # linear, but mixes rows and columns
-    assert fit_map_resampler(upsample, (8, 8), (32, 48)) is None  # not the size asked for
+    def swapped(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:  # linear, but mixes rows and columns
+        return upsample(scores.transpose(-1, -2), size[::-1]).transpose(-1, -2)
+
+    assert fit_map_resampler(lambda s, size: upsample(s, size) ** 2, (8, 8), (32, 32)) is None  # not linear
+    assert fit_map_resampler(lambda s, size: upsample(s, size) + s.mean(), (8, 8), (32, 32)) is None  # not separable
+    assert fit_map_resampler(swapped, (8, 12), (32, 48)) is not None  # transposing twice is still separable
+    assert fit_map_resampler(lambda s, size: upsample(s, (32, 32)), (8, 8), (32, 48)) is None  # not the size asked
     assert fit_map_resampler(upsample, (8, 8), (32, 32)) is not None
 
 

@@ -98,7 +98,7 @@ def patchcore_graph(model: Any, image_size: tuple[int, int]) -> Any:
 
     generator = model.anomaly_map_generator
     map_size = _feature_shapes(model, image_size)[model.layers[0]][-2:]
-    resampler = fit_map_resampler(lambda scores: generator(scores, image_size), map_size, image_size,
+    resampler = fit_map_resampler(lambda scores, size: generator(scores, size), map_size, image_size,
                                   _model_device(model))
 
     class PatchcoreGraph(nn.Module):
@@ -181,7 +181,7 @@ def padim_graph(model: Any, image_size: tuple[int, int], strips: int = 3) -> Any
 
     generator = model.anomaly_map_generator
     map_size = shapes[model.layers[0]][-2:]
-    resampler = fit_map_resampler(lambda scores: generator.smooth_anomaly_map(generator.up_sample(scores, image_size)),
+    resampler = fit_map_resampler(lambda scores, size: generator.smooth_anomaly_map(generator.up_sample(scores, size)),
                                   map_size, image_size, _model_device(model))
 
     class PadimGraph(nn.Module):

@@ -14,6 +14,7 @@ This module imports torch: import it only where a graph is built.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -37,32 +38,47 @@ class MapResampler(nn.Module):
         return torch.matmul(torch.matmul(self.rows.to(scores.dtype), scores), self.cols_t.to(scores.dtype))
 
 
-def fit_map_resampler(to_map: Callable[[torch.Tensor], torch.Tensor], map_size: tuple[int, int],
-                      image_size: tuple[int, int], device: Any = "cpu") -> MapResampler | None:
-    """A :class:`MapResampler` computing ``to_map`` (``(B, 1, h, w) -> (B, 1, H, W)``), or ``None`` when
-    ``to_map`` is not a separable linear map to ``image_size`` (checked on a random input). ``to_map`` runs
-    on ``device`` (where the model's blur kernel is); the matrices are returned on the CPU."""
-    h, w = (int(side) for side in map_size)
+#: Extent of the thin maps that read off the row and column operators (see :func:`fit_map_resampler`);
+#: larger than the blur's reflect padding (16 at sigma 4) so the padding stays valid.
+_THIN_MAP, _THIN_IMAGE = 4, 64
 
-    def cpu_map(scores: torch.Tensor) -> torch.Tensor:
-        return to_map(scores.to(device)).float().cpu()
+
+def fit_map_resampler(to_map: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor], map_size: tuple[int, int],
+                      image_size: tuple[int, int], device: Any = "cpu") -> MapResampler | None:
+    """A :class:`MapResampler` computing ``to_map(scores, image_size)`` (``(B, 1, h, w) -> (B, 1, H, W)``), or
+    ``None`` when that is not a separable linear map (checked on a random input at the real sizes).
+
+    ``to_map(scores, out_size)`` must accept other sizes too: the row operator is read off ``h`` thin maps
+    (h x 4 -> H x 64), the column operator off ``w`` flat ones (4 x w -> 64 x W), so fitting costs a few
+    maps' worth of work instead of ``h + w`` full-size maps (4 s at 512 px). Each read-out carries the
+    other direction's operator applied to ones at its first pixel; three all-ones maps give that factor.
+    ``to_map`` runs on ``device`` (where the model's blur kernel is); the matrices are returned on the CPU.
+    """
+    h, w = (int(side) for side in map_size)
+    H, W = (int(side) for side in image_size)  # noqa: N806 - the paper's notation: map h x w, image H x W
+
+    def cpu_map(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return to_map(scores.to(device), size).float().cpu()
+
+    def corner_of_ones(map_hw: tuple[int, int], out_hw: tuple[int, int]) -> float:
+        return float(cpu_map(torch.ones(1, 1, *map_hw), out_hw)[0, 0, 0, 0])
 
     with torch.no_grad():
-        corner = cpu_map(torch.ones(1, 1, h, w))[0, 0, 0, 0]
-        if not torch.isfinite(corner) or abs(float(corner)) < 1e-6:
+        full = corner_of_ones((h, w), (H, W))
+        thin, flat = corner_of_ones((h, _THIN_MAP), (H, _THIN_IMAGE)), corner_of_ones((_THIN_MAP, w), (_THIN_IMAGE, W))
+        if not all(math.isfinite(c) and abs(c) > 1e-6 for c in (full, thin, flat)):
             return None
-        rows_in = torch.zeros(h, 1, h, w)
-        rows_in[torch.arange(h), 0, torch.arange(h), :] = 1  # map i: row i set, every column
-        cols_in = torch.zeros(w, 1, h, w)
-        cols_in[torch.arange(w), 0, :, torch.arange(w)] = 1
-        # to_map(row i) = rows[:, i] x (cols @ 1) and to_map(ones) = (rows @ 1) x (cols @ 1): the corner
-        # value divides out the scale that the row and column read-outs share.
-        rows = cpu_map(rows_in)[:, 0, :, 0].transpose(0, 1)
-        cols = cpu_map(cols_in)[:, 0, 0, :].transpose(0, 1) / corner
-        resampler = MapResampler(rows, cols)
+        rows_in = torch.zeros(h, 1, h, _THIN_MAP)
+        rows_in[torch.arange(h), 0, torch.arange(h), :] = 1  # map i: row i set
+        cols_in = torch.zeros(w, 1, _THIN_MAP, w)
+        cols_in[torch.arange(w), 0, :, torch.arange(w)] = 1  # map j: column j set
+        rows = cpu_map(rows_in, (H, _THIN_IMAGE))[:, 0, :, 0].transpose(0, 1)  # rows[:, i] * s_thin[0]
+        cols = cpu_map(cols_in, (_THIN_IMAGE, W))[:, 0, 0, :].transpose(0, 1)  # t_flat[0] * cols[:, j]
+        # thin = t[0] s_thin[0], flat = t_flat[0] s[0], full = t[0] s[0]: s_thin[0] t_flat[0] = thin * flat / full
+        resampler = MapResampler(rows, cols * (full / (thin * flat)))
         probe = torch.rand(2, 1, h, w, generator=torch.Generator().manual_seed(0)) * 10
-        expected = cpu_map(probe)
-        if tuple(expected.shape[-2:]) != tuple(int(side) for side in image_size):
+        expected = cpu_map(probe, (H, W))
+        if tuple(expected.shape[-2:]) != (H, W):
             return None
         if not torch.allclose(resampler(probe), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max())):
             return None
