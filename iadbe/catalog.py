@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,12 @@ def manifest_entries(path: Path | None = None) -> list[Any]:
     """
     manifest_path = Path(path or constants.MANIFEST_PATH)
     try:
-        stat = manifest_path.stat()
+        status = manifest_path.stat()
     except OSError:
         return []
-    if not manifest_path.is_file():
+    if not stat.S_ISREG(status.st_mode):
         return []
-    return list(_parsed_manifest(str(manifest_path.resolve()), stat.st_size, stat.st_mtime_ns))
+    return list(_parsed_manifest(str(manifest_path.resolve()), status.st_size, status.st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=8)

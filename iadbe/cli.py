@@ -431,7 +431,7 @@ def image_size_arg(text: str) -> int | tuple[int, int]:
     try:
         sizes = [int(part) for part in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288, got {text!r}") from None
+        sizes = []
     if len(sizes) not in (1, 2):
         raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288, got {text!r}")
     return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])

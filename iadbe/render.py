@@ -133,12 +133,7 @@ def save_views(views: dict[str, np.ndarray], folder: Path, stem: str) -> dict[st
     (OpenCV releases the GIL)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {kind: folder / f"{stem}_{kind}.png" for kind in views}
-    jobs = [(paths[kind], picture) for kind, picture in views.items()]
-    if len(jobs) > 1:
-        list(_encoder_pool().map(_write_png, jobs))
-    else:
-        for job in jobs:
-            _write_png(job)
+    list(_encoder_pool().map(_write_png, paths.values(), views.values()))
     return paths
 
 
@@ -152,10 +147,9 @@ def png_params() -> list[int]:
             cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
 
 
-def _write_png(job: tuple[Path, np.ndarray]) -> None:
+def _write_png(path: Path, picture: np.ndarray) -> None:
     import cv2
 
-    path, picture = job
     if not cv2.imwrite(str(path), np.ascontiguousarray(picture[..., ::-1]), png_params()):
         raise StoreError(f"could not write {path} (is the disk full or the folder read-only?)")
 

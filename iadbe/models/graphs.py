@@ -191,8 +191,8 @@ def padim_graph(model: Any, image_size: tuple[int, int], strips: int = 3) -> Any
             self.layers = [layer for layer, _ in per_layer]
             self.bounds = bounds
             for index, (_, layer_channels) in enumerate(per_layer):
-                self.register_buffer(f"channels_{index}", layer_channels.clone(), persistent=False)
-            self.register_buffer("mean", mean.clone(), persistent=False)
+                self.register_buffer(f"channels_{index}", layer_channels, persistent=False)
+            self.register_buffer("mean", mean, persistent=False)  # a copy: indexing made it
             for index, block in enumerate(blocks):
                 self.register_buffer(f"strip_{index}", block, persistent=False)
 
