@@ -55,13 +55,26 @@ def start_app(model_dirs: dict[str, Path], timeout_s: float = 120) -> RunningApp
     env = {**os.environ, "IADBE_HOME": str(home), "IADBE_MODEL_STORE": str(store), "PORT": str(port),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_TEMP_DIR": str(home / "gradio_tmp")}
+    return _serve([sys.executable, "app.py"], env, port, home, timeout_s)
+
+
+def start_gradio_floor(image: str, timeout_s: float = 60) -> RunningApp:
+    """``bench/_gradio_floor.py``: a no-op app with the same ``/predict`` inputs and outputs as IADBE's,
+    its views copies of ``image``."""
+    home = Path(tempfile.mkdtemp(prefix="iadbe-bench-floor-"))
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(home / "gradio_tmp")}
+    return _serve([sys.executable, str(ROOT / "bench" / "_gradio_floor.py"), str(port), image], env, port, home, timeout_s)
+
+
+def _serve(command: list[str], env: dict[str, str], port: int, home: Path, timeout_s: float) -> RunningApp:
+    """Run ``command`` and wait until it answers on ``port``."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     while time.perf_counter() - started < timeout_s:
         if process.poll() is not None:
-            raise RuntimeError(f"the app exited with {process.returncode}")
+            raise RuntimeError(f"{command[-1]} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -69,4 +82,5 @@ def start_app(model_dirs: dict[str, Path], timeout_s: float = 120) -> RunningApp
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"the app did not answer within {timeout_s} s")
+    shutil.rmtree(home, ignore_errors=True)
+    raise RuntimeError(f"{command[-1]} did not answer within {timeout_s} s")

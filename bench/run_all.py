@@ -42,7 +42,7 @@ def main() -> None:
     rows += app_bench.measure(5 if args.quick else 20)
     print(f"{'target':<72} {'measured':<44} {'reference':<22} {'ratio':>6}  result")
     for target, measured, reference, ratio, passed in rows:
-        print(f"{target:<72} {measured:<44} {reference:<22} {ratio:6.2f}  {'PASS' if passed else 'FAIL'}")
+        print(f"{target:<72} {measured:<44} {reference:<22} {ratio:6.2f}  {app_bench.verdict(passed)}")
     for target, reference in NOT_MEASURED:
         print(f"{target:<72} {'not measured yet':<44} {reference:<22} {'-':>6}  OPEN")
     print("diff: max |normalised score - IADBE f32 score| on 8 tire images; bf16*: OpenVINO's own choice on CPUs "

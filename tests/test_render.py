@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 
-from iadbe.errors import StoreError
+from iadbe.errors import SettingsError, StoreError
 from iadbe.inference.predictor import Prediction
 from iadbe.render import render_prediction, save_views
 
@@ -29,6 +31,26 @@ def test_views_are_written_losslessly_in_parallel(tmp_path):
         assert path.name == f"view_{kind}.png"
         np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1], views[kind])
     assert not (views["heatmap"] == views["original"]).all()  # the overlay drew something
+
+
+def test_display_views_are_jpeg_close_to_the_drawing(tmp_path):
+    """The app's views: JPEG (quality 95, full colour resolution) within a few grey levels of the drawn
+    picture, on a photograph."""
+    from skimage import data
+
+    photo = cv2.resize(data.astronaut(), (90, 120), interpolation=cv2.INTER_AREA)
+    views = render_prediction(dataclasses.replace(_prediction(), image=photo), 0.5, with_panel=False)
+    paths = save_views(views, tmp_path / "out", "view", fmt="jpeg")
+    for kind, path in paths.items():
+        assert path.name == f"view_{kind}.jpg" and path.read_bytes()[:3] == b"\xff\xd8\xff"
+        decoded = cv2.imread(str(path))[..., ::-1].astype(np.float32)
+        error = np.abs(decoded - views[kind])
+        assert error.mean() < 3.0 and error.max() < 64, kind
+
+
+def test_unknown_view_format_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="view format must be one of png, jpeg"):
+        save_views(render_prediction(_prediction(), with_panel=False), tmp_path, "view", fmt="webp")
 
 
 def test_views_without_the_panel():

@@ -106,11 +106,11 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
 
 
 def _view_files(views: dict, kinds: tuple[str, ...]) -> list[str]:
-    """The views as PNG files in a fresh request folder: handing Gradio numpy arrays made it spend
-    ~120 ms per /predict encoding four PNGs (bench/app.py)."""
+    """The views as JPEG files (``save_views``' display format) in a fresh request folder: handing Gradio
+    numpy arrays made it spend ~120 ms per /predict encoding four PNGs (bench/app.py)."""
     from iadbe.render import save_views
 
-    paths = save_views({kind: views[kind] for kind in kinds}, view_dir(), "view")
+    paths = save_views({kind: views[kind] for kind in kinds}, view_dir(), "view", fmt="jpeg")
     return [str(paths[kind]) for kind in kinds]
 
 
@@ -249,11 +249,11 @@ def build(examples: list[Path]) -> dict[str, Any]:
                     label = gr.Textbox(label="label", elem_id="label")
                     info = gr.Textbox(label="run (backend, device, latency)", scale=2)
                 with gr.Row():
-                    original = gr.Image(label="original", format="png", interactive=False)
-                    heatmap = gr.Image(label="heatmap", format="png", interactive=False, elem_id="heatmap")
+                    original = gr.Image(label="original", format="jpeg", interactive=False)
+                    heatmap = gr.Image(label="heatmap", format="jpeg", interactive=False, elem_id="heatmap")
                 with gr.Row():
-                    mask = gr.Image(label="mask", format="png", interactive=False)
-                    contours = gr.Image(label="contours", format="png", interactive=False)
+                    mask = gr.Image(label="mask", format="jpeg", interactive=False)
+                    contours = gr.Image(label="contours", format="jpeg", interactive=False)
                 details = gr.JSON(label="details")
         run.click(predict, [image, model, backend, threshold, opacity],
                   [original, heatmap, mask, contours, score, label, info, details, state],

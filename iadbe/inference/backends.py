@@ -5,6 +5,7 @@ Both satisfy :class:`Backend`; tests check that both give the same numbers.
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -120,7 +121,10 @@ def check_precision(precision: str | None) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1)
 def cuda_available() -> bool:
+    """Whether torch sees a CUDA device; asked once per process. torch does not cache a count of 0 and
+    asks NVML again each time (about 3 ms, dlopen included), which ``load_model`` paid on every app call."""
     try:
         import torch
     except ImportError:
