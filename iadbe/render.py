@@ -19,6 +19,7 @@ from iadbe.errors import SettingsError, StoreError
 RED = (255, 40, 40)
 YELLOW = (255, 220, 0)
 GREEN = (40, 200, 80)
+DISPLAY_JPEG_QUALITY = 95
 
 
 def _check_opacity(opacity: float) -> float:
@@ -165,7 +166,6 @@ def jpeg_params() -> list[int]:
             cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
 
 
-DISPLAY_JPEG_QUALITY = 95
 #: format -> (file suffix, OpenCV encoder settings)
 ENCODINGS: dict[str, tuple[str, Callable[[], list[int]]]] = {"png": ("png", png_params), "jpeg": ("jpg", jpeg_params)}
 
