@@ -36,8 +36,8 @@ def heavy_imports() -> list[str]:
     return [name for name in out.split(",") if name]
 
 
-def measure(runs: int = 20) -> list[tuple[str, str, str, float, bool]]:
-    """Rows of (target, measured, reference, ratio, passed) for bench/run_all.py."""
+def measure(runs: int = 20) -> list[tuple[str, str, str, float, bool | None]]:
+    """Rows of (target, measured, reference, ratio, passed; None for information rows) for bench/run_all.py."""
     from gradio_client import handle_file
 
     from iadbe.app.client import connect
