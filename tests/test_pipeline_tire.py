@@ -52,13 +52,25 @@ def test_patchcore_pixel_auroc(trained):
 
 
 def test_patchcore_image_auroc_floor(trained):
-    # measured 0.688 (40 images) and 0.677 (105 images); guards against regressions
+    # 256 px, 40 images: measured 0.688 (0.677 with 105 images); guards against regressions. The issue's
+    # 0.75 is met at 512 x 384 (the slow test below).
     assert trained["patchcore"].metrics["image_AUROC"] >= 0.65
 
 
-@pytest.mark.xfail(strict=True, reason="open: PatchCore-Lite0 image AUROC on tire is ~0.68 (docs/NOTES.md)")
-def test_patchcore_image_auroc_target(trained):
-    assert trained["patchcore"].metrics["image_AUROC"] >= 0.75
+@pytest.mark.slow
+def test_patchcore_lite0_at_one_and_a_half_times_tires_resolution_reaches_the_image_target(tmp_path):
+    """The issue's target for PatchCore-Lite0: image AUROC >= 0.75 on tire. At 256 x 256 Lite0 gives
+    0.61-0.71 depending on the training subset (docs/NOTES.md). Tire's defects (cuts above all) are a few
+    pixels wide; at 1.5x tire's own resolution (512 x 384, H x W) with 100 training images the pipeline
+    measured 0.864 / 0.874 / 0.852 (seeds 0 / 1 / 2), pixel AUROC 0.995-0.996. Coreset ratio 0.04 keeps
+    the memory bank at the size of the default 40-image run (12k patches) and the test at ~5.5 minutes."""
+    from iadbe.training import train
+
+    result = train("patchcore", "mvtec3d", TIRE, category="tire", backbone="tf_efficientnet_lite0",
+                   image_size=(512, 384), out=tmp_path / "patchcore-lite0-512", max_train_images=100, seed=0,
+                   export=False, overrides={"coreset_sampling_ratio": 0.04})
+    assert result.metrics["image_AUROC"] >= 0.75
+    assert result.metrics["pixel_AUROC"] >= 0.95
 
 
 @pytest.mark.slow
