@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name (default: model-backbone-dataset-category-time)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-export", action="store_true", help="skip the OpenVINO export")
+    p.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
+                   help="a detector setting (an init argument, e.g. coreset_sampling_ratio=0.04 or "
+                        "'layers=[\"blocks.2\", \"blocks.4\"]'); VALUE is read as JSON where it parses, else as text; "
+                        "repeatable")
     p.add_argument("--dtd-dir", help="DRAEM only: folder of texture images for its simulated anomalies "
                                      "(e.g. DTD's images/); default: Perlin noise only")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -202,13 +206,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if get_spec(args.model).name != "draem":
             raise SettingsError("--dtd-dir is for --model draem only")
     check_writable(Path(args.out).expanduser().absolute().parent if args.out else None)  # before a long run
+    settings = parse_settings(args.settings)
+    if args.dtd_dir:
+        settings["dtd_dir"] = args.dtd_dir
     result = train(
         args.model, args.dataset, args.root, category=args.category, backbone=args.backbone,
         image_size=args.image_size, max_epochs=args.max_epochs, seed=args.seed, out=args.out, name=args.name,
         overwrite=args.overwrite, max_train_images=args.max_train_images, max_train_minutes=args.max_train_minutes,
         batch_size=args.batch_size,
         export=not args.no_export, progress=_progress_printer(),
-        overrides={"dtd_dir": args.dtd_dir} if args.dtd_dir else None,
+        overrides=settings or None,
     )
     if args.json:
         print(json.dumps({"model_dir": str(result.model_dir), "metrics": result.metrics,
@@ -419,6 +426,25 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     )
     print(format_zoo_report(items))
     return 1 if any(item.status == "failed" for item in items) else 0
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["coreset_sampling_ratio=0.04", "backbone=resnet18"]`` -> ``{"coreset_sampling_ratio": 0.04,
+    "backbone": "resnet18"}``: each VALUE as JSON where it parses (numbers, true/false, lists), else text.
+    Which names a detector takes is the library's check (``iadbe.models.factory.check_settings``)."""
+    from iadbe.errors import SettingsError
+
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise SettingsError(f"--set expects KEY=VALUE (e.g. coreset_sampling_ratio=0.04), got {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return settings
 
 
 def image_size_arg(text: str) -> int | tuple[int, int]:

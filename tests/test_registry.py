@@ -111,3 +111,41 @@ def test_cli_out_of_range_image_size_gets_the_library_message(text, tmp_path, ca
                  "--image-size", text, "--out", str(tmp_path / "m")])
     assert code == 2
     assert re.search(r"^error: image size must be", capsys.readouterr().err, re.MULTILINE)
+
+
+def test_cli_settings_are_read_as_json_where_they_parse():
+    from iadbe.cli import parse_settings
+
+    assert parse_settings(["coreset_sampling_ratio=0.04", "num_neighbors=3", 'layers=["blocks.2", "blocks.4"]',
+                           "backbone=resnet18", "enable_sspcab=true", "dtd_dir=/data/dtd=x"]) == {
+        "coreset_sampling_ratio": 0.04, "num_neighbors": 3, "layers": ["blocks.2", "blocks.4"],
+        "backbone": "resnet18", "enable_sspcab": True, "dtd_dir": "/data/dtd=x"}
+
+
+@pytest.mark.parametrize("item", ["nope", "=3", "two words=1", "1x=2"])
+def test_cli_malformed_setting_is_refused(item):
+    from iadbe.cli import parse_settings
+    from iadbe.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="--set expects KEY=VALUE"):
+        parse_settings([item])
+
+
+def test_a_setting_reaches_the_detector_config():
+    from iadbe.models.factory import resolve_config
+
+    config = resolve_config("patchcore", "tf_efficientnet_lite0", coreset_sampling_ratio=0.04, num_neighbors=3)
+    assert config.init_args["coreset_sampling_ratio"] == 0.04 and config.init_args["num_neighbors"] == 3
+
+
+def test_unknown_setting_is_refused_naming_the_detectors_settings(tmp_path, capsys):
+    """Refused before any data is read, with the names the detector does take (not a TypeError from
+    model construction)."""
+    from iadbe.cli import main
+
+    code = main(["train", "--model", "patchcore", "--dataset", "folder", "--root", str(tmp_path / "absent"),
+                 "--set", "coreset_ratio=0.04", "--out", str(tmp_path / "m")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "PatchCore has no setting 'coreset_ratio'; its settings: backbone, coreset_sampling_ratio, layers" in err
+    assert "pre_trained" not in err and "pre_processor" not in err

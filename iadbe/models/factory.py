@@ -84,12 +84,34 @@ def resolve_config(
     if not 1 <= epochs <= 10_000:
         raise SettingsError(f"max epochs must be between 1 and 10000, got {epochs}")
     implementation = choose_implementation(spec, backbone)
+    check_settings(spec, implementation, overrides)
     mean, std = _normalization(spec, backbone, size, implementation)
     return DetectorConfig(
         model=spec.name, init_args=init_args, backbone=backbone, image_size=size, mean=mean, std=std,
         segmentation=spec.segmentation, max_epochs=epochs, train_batch_size=spec.train_batch_size,
         extra=_default_extra(spec.name, implementation),
     )
+
+
+#: init arguments that are objects, not values, or that IADBE sets itself (pre_trained: offline weights)
+NOT_SETTINGS = frozenset({"self", "pre_processor", "post_processor", "evaluator", "visualizer", "pre_trained"})
+
+
+def check_settings(spec: DetectorSpec, implementation: str, settings: dict[str, Any]) -> None:
+    """Refuse settings the detector class does not take, naming those it does (instead of a TypeError
+    from deep inside model construction after the dataset was read)."""
+    if not settings:
+        return
+    import inspect
+
+    parameters = inspect.signature(detector_class(spec, implementation).__init__).parameters
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    valid = sorted(set(parameters) - NOT_SETTINGS)
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise SettingsError(f"{spec.display_name} has no setting {', '.join(map(repr, unknown))}; "
+                            f"its settings: {', '.join(valid)}")
 
 
 def choose_implementation(spec: DetectorSpec, backbone: str | None) -> str:
