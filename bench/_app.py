@@ -64,7 +64,8 @@ def start_gradio_floor(image: str, timeout_s: float = 60) -> RunningApp:
     home = Path(tempfile.mkdtemp(prefix="iadbe-bench-floor-"))
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(home / "gradio_tmp")}
-    return _serve([sys.executable, str(ROOT / "bench" / "_gradio_floor.py"), str(port), image], env, port, home, timeout_s)
+    command = [sys.executable, str(ROOT / "bench" / "_gradio_floor.py"), str(port), image]
+    return _serve(command, env, port, home, timeout_s)
 
 
 def _serve(command: list[str], env: dict[str, str], port: int, home: Path, timeout_s: float) -> RunningApp:

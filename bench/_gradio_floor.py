@@ -39,7 +39,7 @@ def build(views: list[str]) -> gr.Blocks:
     with gr.Blocks() as demo:
         inputs = [gr.Image(type="filepath"), gr.Dropdown(["m"], allow_custom_value=True),
                   gr.Radio(["auto"]), gr.Slider(0, 1), gr.Slider(0, 1)]
-        outputs = [*(gr.Image(format="png") for _ in range(4)), gr.Number(), gr.Textbox(), gr.Textbox(),
+        outputs = [*(gr.Image(format="jpeg") for _ in range(4)), gr.Number(), gr.Textbox(), gr.Textbox(),
                    gr.JSON(), gr.State()]
         gr.Button().click(predict, inputs, outputs, api_name="predict", preprocess=False)
     return demo
