@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable")
     p.add_argument("--dtd-dir", help="DRAEM only: folder of texture images for its simulated anomalies "
                                      "(e.g. DTD's images/); default: Perlin noise only")
+    _add_rate_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_train)
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", "--model", dest="model", required=True, help="model directory or reference")
     _add_dataset_args(p)
     p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
+    _add_rate_args(p, moves=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_test)
 
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenVINO precision (default f32, or $IADBE_OV_PRECISION); bf16 is faster on CPUs with "
                         "AMX/AVX512-BF16 and moves scores slightly")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the normalised score")
+    p.add_argument("--false-alarm-rate", type=float, metavar="RATE",
+                   help="share of good parts that may be flagged, e.g. 0.01 (default: the model's calibrated rate); "
+                        "moves the point that --threshold 0.5 stands for")
     p.add_argument("--opacity", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", help="output folder (default: ./predictions)")
@@ -195,6 +200,17 @@ def _progress_printer() -> Callable[[float, str], None]:
     return show
 
 
+def _add_rate_args(p: argparse.ArgumentParser, moves: bool = False) -> None:
+    from iadbe.calibration import DEFAULT_FALSE_ALARM_RATE, DEFAULT_PIXEL_FALSE_ALARM_RATE
+
+    default = "the model's calibrated rate" if moves else f"{DEFAULT_FALSE_ALARM_RATE:g}"
+    p.add_argument("--false-alarm-rate", type=float, metavar="RATE",
+                   help=f"share of good parts the image threshold may flag, e.g. 0.01 = 1 %% (default: {default})")
+    default = "the model's calibrated rate" if moves else f"{DEFAULT_PIXEL_FALSE_ALARM_RATE:g}"
+    p.add_argument("--pixel-false-alarm-rate", type=float, metavar="RATE",
+                   help=f"share of good pixels the mask threshold may mark (default: {default})")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from iadbe.store import check_writable
     from iadbe.training import train
@@ -215,7 +231,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, max_train_images=args.max_train_images, max_train_minutes=args.max_train_minutes,
         batch_size=args.batch_size,
         export=not args.no_export, progress=_progress_printer(),
-        overrides=settings or None,
+        overrides=settings or None, false_alarm_rate=args.false_alarm_rate,
+        pixel_false_alarm_rate=args.pixel_false_alarm_rate,
     )
     if args.json:
         print(json.dumps({"model_dir": str(result.model_dir), "metrics": result.metrics,
@@ -232,7 +249,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from iadbe.training import evaluate_model_dir, format_metrics
 
     metrics, report = evaluate_model_dir(args.model, args.dataset, args.root, args.category, args.backend,
-                                         progress=_progress_printer())
+                                         progress=_progress_printer(), false_alarm_rate=args.false_alarm_rate,
+                                         pixel_false_alarm_rate=args.pixel_false_alarm_rate)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -271,12 +289,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
         try:
-            predictions = model.predict(chunk, threshold=args.threshold, batch_size=args.batch_size)
+            predictions = model.predict(chunk, threshold=args.threshold, batch_size=args.batch_size,
+                                        false_alarm_rate=args.false_alarm_rate)
         except ImageError:
             predictions = []
             for path in chunk:  # one bad file must not cost the others their result
                 try:
-                    predictions.extend(model.predict(path, threshold=args.threshold))
+                    predictions.extend(model.predict(path, threshold=args.threshold,
+                                                     false_alarm_rate=args.false_alarm_rate))
                 except ImageError as error:
                     failures += 1
                     print(f"skipped: {error}", file=sys.stderr)

@@ -1,96 +1,24 @@
-"""Calibration (thresholds, normalisation) and evaluation metrics of the study.
+"""Evaluation metrics of the study, and the decision metrics an inspector needs.
 
-Image and pixel AUROC, AUPR and F1, and pixel PRO (AUPRO, FPR limit 0.3, anomalib's
-implementation). Raw model outputs are normalised like anomalib's post-processor:
-``clip((x - threshold) / (max - min) + 0.5, 0, 1)``, so the decision threshold is always 0.5.
+Image and pixel AUROC, AUPR and PRO (AUPRO, FPR limit 0.3, anomalib's implementation) rank; F1, the
+false-alarm rate and the miss rate judge the *decisions* at the calibrated thresholds
+(:mod:`iadbe.calibration`), beside the oracle F1: the best threshold chosen on the test set itself, which
+is how the IADBE study reported F1. Pixel decisions are the masks people are shown
+(:func:`iadbe.decisions.decision_masks`): none on an image labelled normal, at least the peak's region on
+one labelled anomalous.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from iadbe.calibration import Calibration, calibrate, f1_optimal_threshold  # noqa: F401 (the old home)
+
 PRO_FPR_LIMIT = 0.3
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Thresholds and ranges in raw model units, fitted on validation data only."""
-
-    image_threshold: float
-    pixel_threshold: float
-    image_min: float
-    image_max: float
-    pixel_min: float
-    pixel_max: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
-        return cls(**{key: float(data[key]) for key in cls.__dataclass_fields__})
-
-    def normalize_scores(self, scores: np.ndarray) -> np.ndarray:
-        return _normalize(scores, self.image_threshold, self.image_min, self.image_max)
-
-    def normalize_maps(self, maps: np.ndarray) -> np.ndarray:
-        return _normalize(maps, self.pixel_threshold, self.pixel_min, self.pixel_max)
-
-
-def _normalize(values: np.ndarray, threshold: float, low: float, high: float) -> np.ndarray:
-    span = high - low if high > low else 1.0
-    out = (np.asarray(values, dtype=np.float32) - np.float32(threshold)) / np.float32(span) + np.float32(0.5)
-    return np.clip(out, 0.0, 1.0)
-
-
-def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Threshold maximising F1 (anomalib's F1AdaptiveThreshold), the midpoint to the next score."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    labels = np.asarray(labels).ravel().astype(bool)
-    if labels.all() or not labels.any():
-        raise ValueError("threshold calibration needs both normal and anomalous samples")
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    true_pos = np.cumsum(sorted_labels)
-    predicted = np.arange(1, len(scores) + 1)
-    # only cut between distinct scores
-    distinct = np.r_[np.diff(sorted_scores) != 0, True]
-    precision = true_pos / predicted
-    recall = true_pos / labels.sum()
-    f1 = np.where(distinct, 2 * precision * recall / np.maximum(precision + recall, 1e-12), -1)
-    best = int(np.argmax(f1))
-    if best + 1 < len(sorted_scores):
-        return float((sorted_scores[best] + sorted_scores[best + 1]) / 2)
-    return float(sorted_scores[best])
-
-
-def calibrate(
-    val_scores: np.ndarray, val_labels: np.ndarray, val_maps: np.ndarray | None, val_masks: np.ndarray | None
-) -> Calibration:
-    """Fit thresholds (F1-optimal) and min/max ranges on validation outputs in raw units."""
-    image_threshold = f1_optimal_threshold(val_scores, val_labels)
-    if val_maps is not None and val_masks is not None and val_masks.any():
-        pixels, truth = _subsample_pixels(val_maps, val_masks, limit=2_000_000)
-        pixel_threshold = f1_optimal_threshold(pixels, truth)
-        pixel_min, pixel_max = float(val_maps.min()), float(val_maps.max())
-    else:
-        pixel_threshold, pixel_min, pixel_max = image_threshold, float(np.min(val_scores)), float(np.max(val_scores))
-    return Calibration(
-        image_threshold=image_threshold, pixel_threshold=pixel_threshold,
-        image_min=float(np.min(val_scores)), image_max=float(np.max(val_scores)),
-        pixel_min=pixel_min, pixel_max=pixel_max,
-    )
-
-
-def _subsample_pixels(maps: np.ndarray, masks: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    flat_maps, flat_masks = maps.ravel(), masks.ravel().astype(bool)
-    if flat_maps.size <= limit:
-        return flat_maps, flat_masks
-    step = int(np.ceil(flat_maps.size / limit))
-    return flat_maps[::step], flat_masks[::step]
+#: Pixels sampled for the pixel oracle F1 (every k-th pixel beyond this).
+_ORACLE_PIXEL_LIMIT = 4_000_000
 
 
 def evaluate(
@@ -100,31 +28,81 @@ def evaluate(
     maps: np.ndarray | None = None,
     masks: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Metrics of raw model outputs; F1 uses the calibrated thresholds.
+    """Metrics of raw model outputs (module docstring); decisions use the calibrated thresholds.
 
-    Ranking metrics are computed on raw values: the normalised ones are clipped to [0, 1],
-    which would tie everything beyond the clip and distort AUROC. Metrics that need both
-    classes are left out when the data lacks one.
+    Ranking metrics are computed on raw values: the normalised ones are clipped to [0, 1], which would
+    tie everything beyond the clip and distort AUROC. Metrics that need both classes are left out when the
+    data lacks one.
     """
-    import torch
-    from torchmetrics.functional.classification import binary_f1_score
+    from iadbe.decisions import decision_masks
 
     results: dict[str, float] = {}
-    labels_t = torch.as_tensor(np.asarray(labels).astype(np.int64))
-    scores_t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
-    if 0 < int(labels_t.sum()) < len(labels_t):
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    flagged = scores > calibration.image_threshold
+    if labels.any() and not labels.all():
         results["image_AUROC"] = auroc(scores, labels)
         results["image_AUPR"] = average_precision(scores, labels)
-    if int(labels_t.sum()) > 0:
-        results["image_F1"] = float(binary_f1_score((scores_t > calibration.image_threshold).long(), labels_t))
+    results.update(decision_rates("image", flagged, labels, oracle=scores))
     if maps is not None and masks is not None and masks.any() and not masks.all():
-        maps_t = torch.as_tensor(np.asarray(maps, dtype=np.float32))
-        masks_t = torch.as_tensor(np.asarray(masks).astype(np.int64))
-        results["pixel_AUROC"] = auroc(maps, masks)
-        results["pixel_AUPR"] = average_precision(maps, masks)
-        results["pixel_F1"] = float(binary_f1_score((maps_t.ravel() > calibration.pixel_threshold).long(), masks_t.ravel()))
-        results["pixel_AUPRO"] = pixel_aupro(maps_t, masks_t)
+        truth = np.asarray(masks).astype(bool)
+        results["pixel_AUROC"] = auroc(maps, truth)
+        results["pixel_AUPR"] = average_precision(maps, truth)
+        shown = decision_masks(np.asarray(maps), flagged, calibration.pixel_threshold)
+        results.update(decision_rates("pixel", shown.ravel(), truth.ravel(), oracle=_every_kth(maps, truth)))
+        results["pixel_AUPRO"] = pixel_aupro(maps, truth)
     return results
+
+
+def decision_rates(level: str, decided: np.ndarray, truth: np.ndarray,
+                   oracle: np.ndarray | tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+    """``<level>_F1`` of the decisions, their false-alarm and miss rates, and the oracle F1 of ``oracle``
+    (the raw values, or (values, truth) when they are a sample). Rates need the class they divide by."""
+    decided, truth = np.asarray(decided, bool).ravel(), np.asarray(truth, bool).ravel()
+    out: dict[str, float] = {}
+    if truth.any():
+        out[f"{level}_F1"] = f1_score(decided, truth)
+        out[f"{level}_miss_rate"] = float((~decided & truth).sum() / truth.sum())
+        if oracle is not None:
+            values, sample_truth = oracle if isinstance(oracle, tuple) else (oracle, truth)
+            out[f"{level}_F1_oracle"] = oracle_f1(values, sample_truth)
+    if not truth.all():
+        out[f"{level}_false_alarm_rate"] = float((decided & ~truth).sum() / (~truth).sum())
+    return out
+
+
+def f1_score(decided: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of boolean decisions (0 when there is nothing to find and nothing was found)."""
+    decided, truth = np.asarray(decided, bool).ravel(), np.asarray(truth, bool).ravel()
+    true_pos = int((decided & truth).sum())
+    wrong = int((decided ^ truth).sum())
+    return 2 * true_pos / (2 * true_pos + wrong) if true_pos else 0.0
+
+
+def oracle_f1(values: np.ndarray, truth: np.ndarray) -> float:
+    """The best F1 any threshold on ``values`` reaches against ``truth`` (cuts only between distinct values)."""
+    sorted_values, sorted_truth = _ranks_and_truth(values, truth)
+    positives = int(sorted_truth.sum())
+    if positives == 0:
+        return 0.0
+    true_pos = np.cumsum(sorted_truth)
+    flagged = np.arange(1, len(sorted_values) + 1)
+    distinct = np.r_[np.diff(sorted_values) != 0, True]
+    return float(np.max(np.where(distinct, 2 * true_pos / (flagged + positives), 0.0)))
+
+
+def confusion(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, int]:
+    """Image decision counts at ``threshold``: true/false positives and negatives (positive = anomalous)."""
+    flagged = np.asarray(scores, dtype=np.float64).ravel() > threshold
+    truth = np.asarray(labels).astype(bool).ravel()
+    return {"true_positives": int((flagged & truth).sum()), "false_positives": int((flagged & ~truth).sum()),
+            "true_negatives": int((~flagged & ~truth).sum()), "false_negatives": int((~flagged & truth).sum())}
+
+
+def _every_kth(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    flat_maps, flat_masks = np.asarray(maps).ravel(), np.asarray(masks).astype(bool).ravel()
+    step = max(1, -(-flat_maps.size // _ORACLE_PIXEL_LIMIT))
+    return flat_maps[::step], flat_masks[::step]
 
 
 def _ranks_and_truth(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

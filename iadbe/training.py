@@ -40,6 +40,7 @@ class TrainResult:
     dataset_report: str
     training_time_s: float
     test_outputs: "Outputs | None" = field(default=None, repr=False)
+    val_outputs: "Outputs | None" = field(default=None, repr=False)
 
     def metrics_table(self) -> str:
         return format_metrics(self.metrics)
@@ -80,6 +81,8 @@ def train(
     progress: ProgressFn | None = None,
     overrides: dict[str, Any] | None = None,
     splits: Any | None = None,
+    false_alarm_rate: float | None = None,
+    pixel_false_alarm_rate: float | None = None,
 ) -> TrainResult:
     """Train ``model`` on a local dataset and write a model directory.
 
@@ -94,12 +97,16 @@ def train(
         progress: called with (fraction, message) as work advances.
         splits: ready-made :class:`~iadbe.data.DatasetSplits` to use instead of reading ``dataset``/``root``
             (the benchmark's unified mode trains on several categories together this way).
+        false_alarm_rate: share of good parts the calibrated image threshold may flag (default
+            :data:`iadbe.calibration.DEFAULT_FALSE_ALARM_RATE`); ``pixel_false_alarm_rate`` the same for pixels.
     Returns:
         The :class:`TrainResult`; the model directory holds iadbe.json, weights.safetensors and
         openvino/model.{xml,bin}.
     """
     from iadbe import backbones, store
+    from iadbe.calibration import check_false_alarm_rate
     from iadbe.data import load_dataset
+    from iadbe.metrics import confusion
     from iadbe.models import check_availability, create_detector, get_spec, resolve_config
 
     progress = progress or _no_progress
@@ -113,6 +120,8 @@ def train(
         from iadbe.errors import ModelUnavailableError
 
         raise ModelUnavailableError(f"{spec.display_name} cannot run here: {availability.reason}")
+    check_false_alarm_rate(false_alarm_rate)
+    check_false_alarm_rate(pixel_false_alarm_rate, "pixel false-alarm rate")
     if batch_size is not None and not 1 <= batch_size <= 512:
         raise SettingsError(f"batch size must be between 1 and 512, got {batch_size}")
     if max_train_images is not None and max_train_images < 1:
@@ -139,16 +148,13 @@ def train(
     training_time = time.perf_counter() - started
 
     from iadbe.export import build_inference_graph
-    from iadbe.metrics import calibrate, evaluate
-
     from iadbe.inference.backends import TorchBackend
 
     graph = build_inference_graph(module.model, config.mean, config.std, config.image_size)
     runner = TorchBackend(graph, "cpu")
     progress(_FIT, "calibrating thresholds on validation data")
     val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
-    calibration = calibrate(val.scores, val.labels, val.maps if config.segmentation else None,
-                            val.masks if config.segmentation else None)
+    calibration = calibrate_outputs(val, splits.val, config.segmentation, false_alarm_rate, pixel_false_alarm_rate)
     progress(_FIT + _CALIBRATE, "evaluating on the whole test set")
     test = run_backend(runner, splits.test, config.image_size,
                      progress=_span(progress, _FIT + _CALIBRATE, _TEST, "test"))
@@ -167,8 +173,10 @@ def train(
         "postprocess": calibration.to_dict(),
         "dataset": splits.to_dict() if hasattr(splits, "to_dict") else {"name": splits.name},
         "validation": splits.val_source,
+        "calibration": calibration_record(calibration, splits.val, val),
         "metrics": metrics,
-        "test_counts": {"images": int(len(test.labels)), "anomalous": int(test.labels.sum())},
+        "test_counts": {"images": int(len(test.labels)), "anomalous": int(test.labels.sum()),
+                        **confusion(test.scores, test.labels, calibration.image_threshold)},
         "train_images": len(train_samples),
         "seed": seed,
         "training_time_s": round(training_time, 3),
@@ -188,7 +196,7 @@ def train(
         store.write_config(staging, meta)
     progress(1.0, "done")
     meta = store.read_config(target)
-    return TrainResult(target, metrics, meta, report, training_time, test)
+    return TrainResult(target, metrics, meta, report, training_time, test, val)
 
 
 def run_backend(
@@ -241,15 +249,63 @@ def evaluate_model_dir(
     category: str | None = None,
     backend: str = "auto",
     progress: ProgressFn | None = None,
+    false_alarm_rate: float | None = None,
+    pixel_false_alarm_rate: float | None = None,
 ) -> tuple[dict[str, float], str]:
-    """Re-evaluate a stored model on a dataset's whole test set; returns (metrics, dataset report)."""
+    """Re-evaluate a stored model on a dataset's whole test set; returns (metrics, dataset report).
+
+    ``false_alarm_rate`` / ``pixel_false_alarm_rate`` move the stored thresholds first
+    (:meth:`~iadbe.calibration.Calibration.with_false_alarm_rate`)."""
     from iadbe.data import load_dataset
     from iadbe.inference import load_model
 
     model = load_model(model_ref, backend=backend)
+    calibration = model.calibration.with_false_alarm_rate(false_alarm_rate, pixel_false_alarm_rate)
     splits = load_dataset(dataset, root, category)
     outputs = run_backend(model.backend, splits.test, model.config.image_size, progress=progress)
-    return score_outputs(outputs, model.calibration, model.config.segmentation), splits.report()
+    return score_outputs(outputs, calibration, model.config.segmentation), splits.report()
+
+
+def calibrate_outputs(val: Outputs, samples: Sequence[Any], segmentation: bool,
+                      false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None) -> Any:
+    """The :class:`~iadbe.calibration.Calibration` of validation outputs (synthetic anomalies told apart)."""
+    from iadbe.calibration import ValidationSet, calibrate
+    from iadbe.data.samples import SYNTHETIC_TYPE
+
+    synthetic = np.asarray([getattr(s, "defect_type", "") == SYNTHETIC_TYPE for s in samples], bool)
+    validation = ValidationSet(val.scores, val.labels, val.maps if segmentation else None,
+                               val.masks if segmentation else None, synthetic)
+    return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate)
+
+
+def calibration_record(calibration: Any, samples: Sequence[Any], val: Outputs) -> dict[str, Any]:
+    """What iadbe.json says of the calibration: the rule, the rates, the images and how they scored."""
+    from iadbe.data.samples import SYNTHETIC_TYPE
+
+    normal = [s for s in samples if not s.is_anomalous]
+    real = [s for s in samples if s.is_anomalous and s.defect_type != SYNTHETIC_TYPE]
+    synthetic = [s for s in samples if s.defect_type == SYNTHETIC_TYPE]
+    flagged = val.scores > calibration.image_threshold
+    labels = val.labels.astype(bool)
+    kinds = np.asarray([s.defect_type == SYNTHETIC_TYPE for s in samples], bool)
+
+    def share(selected: np.ndarray) -> float | None:
+        return round(float(flagged[selected].mean()), 4) if selected.any() else None
+
+    return {
+        "rule": calibration.rule,
+        "false_alarm_rate": calibration.false_alarm_rate,
+        "pixel_false_alarm_rate": calibration.pixel_false_alarm_rate,
+        "expected_false_alarm_rate_on_good_parts": calibration.false_alarm_rate,
+        "validation_false_alarm_rate": share(~labels),
+        "validation_detection_rate": {"real": share(labels & ~kinds), "synthetic": share(labels & kinds)},
+        "notes": list(calibration.notes),
+        "images": {"normal": [str(s.image) for s in normal], "real_defects": [str(s.image) for s in real],
+                   "synthetic": len(synthetic)},
+        "validation_scores": {"normal": [round(float(v), 6) for v in val.scores[~labels]],
+                              "real_defects": [round(float(v), 6) for v in val.scores[labels & ~kinds]],
+                              "synthetic": [round(float(v), 6) for v in val.scores[labels & kinds]]},
+    }
 
 
 def _read_mask(sample: Any, image_size: tuple[int, int]) -> np.ndarray:
@@ -387,7 +443,9 @@ def machine_info() -> dict[str, Any]:
 
 def format_metrics(metrics: dict[str, float]) -> str:
     """A two-column table of metrics in percent, in the study's order."""
-    order = ["image_AUROC", "image_AUPR", "image_F1", "pixel_AUROC", "pixel_AUPR", "pixel_F1", "pixel_AUPRO"]
+    order = ["image_AUROC", "image_AUPR", "image_F1", "image_F1_oracle", "image_false_alarm_rate", "image_miss_rate",
+             "pixel_AUROC", "pixel_AUPR", "pixel_F1", "pixel_F1_oracle", "pixel_false_alarm_rate", "pixel_miss_rate",
+             "pixel_AUPRO"]
     rows = [(key, metrics[key]) for key in order if key in metrics]
     rows += [(key, value) for key, value in metrics.items() if key not in order]
     width = max((len(key) for key, _ in rows), default=6)

@@ -297,6 +297,12 @@ def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_
     assert sum(n.startswith("overlays/") for n in names) == 9 and sum(n.startswith("masks/") for n in names) == 3
 
 
+def result_test_images(app_server, model_id: str) -> int:
+    import json
+
+    return json.loads((app_server.store / model_id / "iadbe.json").read_text())["test_counts"]["images"]
+
+
 def test_train_with_a_time_cap_stops_early_and_says_so(app_server, client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -305,7 +311,7 @@ def test_train_with_a_time_cap_stops_early_and_says_so(app_server, client, tmp_p
     with pytest.raises(AppError, match="less than minimum value 0"):  # the Number field refuses it itself
         client.predict(handle_file(str(archive)), "", "", "stfpm", "tf_efficientnet_lite0", 64, 500, 0,
                        "app-test-capped", -1, api_name="/train")
-    status, _, _, _, result = client.predict(
+    status, _, _, _, result, _, _ = client.predict(
         handle_file(str(archive)), "", "", "stfpm", "tf_efficientnet_lite0", 64, 500, 0, "app-test-capped", 0.05,
         api_name="/train")
     assert "0.05-minute cap" in status and 0 < result["epochs_trained"] < 500, (status, result)
@@ -334,14 +340,17 @@ def test_inspect_cancel_train_then_predict_and_compare(app_server, client, tmp_p
         job.result(timeout=120)
 
     began = time.perf_counter()
-    status, metrics, _, gallery, result = client.predict(
-        handle_file(str(archive)), "", "", "padim", "tf_efficientnet_lite0", 64, 1, 0, "app-test-trained",
+    status, metrics, _, gallery, result, histogram, confusion = client.predict(
+        handle_file(str(archive)), "", "", "padim", "tf_efficientnet_lite0", 64, 1, 0, "app-test-trained", 0, 5,
         api_name="/train")
     print(f"/train (after a cancelled run): {time.perf_counter() - began:.1f} s")
     assert "app-test-trained" in status and result["model_id"] == "app-test-trained"
     values = {row[0]: row[1] for row in metrics["data"]}
     assert "image_AUROC" in values and 0 <= values["image_AUROC"] <= 100
     assert gallery and all(Path(item["image"]).is_file() for item in gallery)
+    assert histogram and Path(histogram).is_file()  # the validation scores with the threshold line
+    counts = {row[0]: row[1:] for row in confusion["data"]}
+    assert sum(counts["good part"]) + sum(counts["defect"]) == result_test_images(app_server, "app-test-trained")
     store = sorted(p.name for p in app_server.store.iterdir())
     assert "app-test-trained" in store and "app-test-cancelled" not in store
     assert not [name for name in store if name.startswith(".partial")], store

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from iadbe.metrics import Calibration, auroc, average_precision, calibrate, evaluate, f1_optimal_threshold
+from iadbe.calibration import ValidationSet
+from iadbe.metrics import (Calibration, auroc, average_precision, calibrate, confusion, evaluate,
+                           f1_optimal_threshold, oracle_f1)
 
 
 def _data(seed=0, n=3000):
@@ -44,7 +46,7 @@ def test_f1_threshold_needs_both_classes():
 
 def test_calibration_maps_threshold_to_half_and_clips():
     scores, labels = _data(1, 200)
-    calibration = calibrate(scores, labels, None, None)
+    calibration = calibrate(ValidationSet(scores, labels.astype(int)))
     normalized = calibration.normalize_scores(np.array([calibration.image_threshold, -1e9, 1e9]))
     assert normalized.tolist() == [0.5, 0.0, 1.0]
     assert Calibration.from_dict(calibration.to_dict()) == calibration
@@ -71,3 +73,31 @@ def test_pro_penalises_missing_one_of_two_regions():
     calibration = Calibration(1, 1, 0, 5, 0, 5)
     metrics = evaluate(np.array([5.0]), np.array([1]), calibration, maps, masks)
     assert metrics["pixel_AUPRO"] < 0.75
+
+
+def test_decision_rates_and_oracle_f1_on_known_counts():
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    labels = np.array([0, 0, 1, 0, 1, 1])
+    metrics = evaluate(scores, labels, Calibration(3.5, 3.5, 1, 6, 1, 6))
+    # flagged: 4, 5, 6 -> tp 2, fp 1, fn 1
+    assert metrics["image_F1"] == pytest.approx(2 / 3)
+    assert metrics["image_false_alarm_rate"] == pytest.approx(1 / 3)
+    assert metrics["image_miss_rate"] == pytest.approx(1 / 3)
+    # best cut: flag 3..6 -> tp 3, fp 1 -> F1 6/7
+    assert metrics["image_F1_oracle"] == pytest.approx(6 / 7)
+    assert oracle_f1(scores, labels) == pytest.approx(6 / 7)
+    assert confusion(scores, labels, 3.5) == {"true_positives": 2, "false_positives": 1, "true_negatives": 2,
+                                              "false_negatives": 1}
+
+
+def test_pixel_f1_counts_the_masks_people_are_shown():
+    masks = np.zeros((2, 32, 32), bool)
+    masks[0, 10:14, 10:14] = True
+    maps = np.zeros((2, 32, 32), np.float32)
+    maps[0, 10:14, 10:14] = 3.0  # the defect peaks below the pixel threshold 5 ...
+    maps[1, 0:4, 0:4] = 9.0  # ... and a normal image has bright pixels, but it is labelled normal
+    metrics = evaluate(np.array([8.0, 1.0]), np.array([1, 0]), Calibration(4, 5, 0, 9, 0, 9), maps, masks)
+    # the flagged image shows its peak region (exactly the defect), the normal one shows nothing
+    assert metrics["pixel_F1"] == 1.0
+    assert metrics["pixel_false_alarm_rate"] == 0.0
+    assert metrics["pixel_F1_oracle"] < 1.0  # one threshold on the raw maps cannot separate them

@@ -75,8 +75,20 @@ def _details(prediction: Any, model: Any, original_size: tuple[int, int]) -> dic
         "model_image_size": meta.get("image_size"),
         "image_size": [original_size[0], original_size[1]],
         "dataset": (meta.get("dataset") or {}).get("name"),
+        "among_good_parts": among_good_parts(prediction.normal_percentile),
+        "calibration": {key: (meta.get("calibration") or {}).get(key) for key in
+                        ("rule", "false_alarm_rate", "pixel_false_alarm_rate", "validation_false_alarm_rate")},
         "test_metrics": meta.get("metrics"),
     }
+
+
+def among_good_parts(percentile: float | None) -> str:
+    """Where a score sits among the validation's good parts, in words."""
+    if percentile is None:
+        return "unknown (the model was calibrated before good-part scores were recorded)"
+    if percentile >= 100.0:
+        return "above every good part of the validation set"
+    return f"higher than {percentile:.0f} % of the validation set's good parts"
 
 
 def _check_threshold(threshold: Any) -> float:

@@ -20,6 +20,8 @@ from typing import Any
 
 import gradio as gr
 
+from iadbe.calibration import DEFAULT_FALSE_ALARM_RATE
+from iadbe.charts import CONFUSION_HEADERS, confusion_rows
 from iadbe.app.common import (
     clear_session_uploads,
     fail,
@@ -120,14 +122,18 @@ def _number(value: Any, what: str) -> int | None:
 @user_errors
 def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, backbone: Any, image_size: Any,
                 max_epochs: Any, max_train_images: Any, name: Any, max_train_minutes: Any = 0,
+                false_alarm_percent: Any = None,
                 request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
-    """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result)."""
+    """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result, validation score
+    histogram, test confusion rows). ``false_alarm_percent``: the share of good parts (in %) the threshold
+    may flag; empty = the library's default."""
     from iadbe.store import check_writable
     from iadbe.training import train
 
     size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
     time_cap = minutes_cap(max_train_minutes)
+    rate = _false_alarm_rate(false_alarm_percent)
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")
@@ -150,7 +156,7 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
             result = train(detector, "folder", root, category=str(category or "").strip() or None,
                            backbone=str(backbone or "").strip() or None, image_size=size, max_epochs=epochs,
                            max_train_images=limit, max_train_minutes=time_cap,
-                           name=str(name or "").strip() or None, progress=report)
+                           name=str(name or "").strip() or None, progress=report, false_alarm_rate=rate)
     except TrainingCancelled:
         raise fail("Training cancelled: nothing was written to the model store.", title="Cancelled") from None
     finally:
@@ -165,7 +171,28 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     capped = f", {epochs_trained} epochs within the {time_cap:g}-minute cap" if time_cap else ""
     status = (f"Trained **{result.model_dir.name}** in {result.training_time_s:.1f} s (fit{capped}); "
               "it is now in the model lists.")
-    return status, rows, result.dataset_report, _test_gallery(result), summary
+    return (status, rows, result.dataset_report, _test_gallery(result), summary, _histogram(result),
+            confusion_rows(result.meta.get("test_counts") or {}))
+
+
+def _false_alarm_rate(percent: Any) -> float | None:
+    """The UI's percent as the library's rate; empty -> None (the default). The library checks the range."""
+    if percent in (None, ""):
+        return None
+    try:
+        return float(percent) / 100.0
+    except (TypeError, ValueError):
+        raise fail(f"false alarms must be a percentage such as 1 or 0.1, got {percent!r}") from None
+
+
+def _histogram(result: Any) -> Any:
+    """The validation score histogram with the threshold line, or None (older calibration, no scores)."""
+    from iadbe.charts import validation_histogram
+
+    try:
+        return validation_histogram(result.meta)
+    except (ValueError, KeyError):
+        return None
 
 
 def _test_gallery(result: Any) -> list[tuple[str, str]]:
@@ -269,6 +296,8 @@ def build() -> dict[str, Any]:
         max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
         max_minutes = gr.Number(value=0, minimum=0, label="max training minutes (0 = no limit)")
         name = gr.Textbox(label="model name (optional)")
+        false_alarms = gr.Number(value=100 * DEFAULT_FALSE_ALARM_RATE, minimum=0, maximum=50,
+                                 label="false alarms accepted on good parts (%)")
     with gr.Row():
         start = gr.Button("Train", variant="primary")
         stop = gr.Button("Cancel", variant="stop")
@@ -276,6 +305,11 @@ def build() -> dict[str, Any]:
     with gr.Row():
         metrics = gr.Dataframe(headers=METRIC_HEADERS, label="test metrics", interactive=False)
         samples = gr.Gallery(label="test images with heatmaps", columns=2, height=420)
+    with gr.Row():
+        histogram = gr.Image(label="validation scores: good parts, anomalies and the threshold", type="numpy",
+                             interactive=False)
+        confusion = gr.Dataframe(headers=list(CONFUSION_HEADERS), label="test images at the calibrated threshold",
+                                 interactive=False)
     result = gr.JSON(label="result", visible=False)
     with gr.Accordion("Publish a model to the Hugging Face Hub", open=False):
         with gr.Row():
@@ -293,7 +327,8 @@ def build() -> dict[str, Any]:
     inspect.click(inspect_dataset, [dataset_zip, dataset_path, category], report, api_name="inspect",
                   concurrency_limit=1, concurrency_id="inspect")
     job = start.click(train_model, [dataset_zip, dataset_path, category, model, backbone, image_size, max_epochs,
-                                    max_train, name, max_minutes], [status, metrics, report, samples, result],
+                                    max_train, name, max_minutes, false_alarms],
+                      [status, metrics, report, samples, result, histogram, confusion],
                       api_name="train", concurrency_limit=1, concurrency_id="train")
     stop.click(cancel_training, None, status, cancels=[job], api_name="cancel", concurrency_limit=None,
                concurrency_id="cancel")

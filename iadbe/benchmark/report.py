@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-METRICS = ("image_AUROC", "image_AUPR", "image_F1", "pixel_AUROC", "pixel_AUPR", "pixel_F1", "pixel_AUPRO")
+METRICS = ("image_AUROC", "image_AUPR", "image_F1", "image_F1_oracle", "image_false_alarm_rate", "image_miss_rate",
+           "pixel_AUROC", "pixel_AUPR", "pixel_F1", "pixel_F1_oracle", "pixel_false_alarm_rate", "pixel_miss_rate",
+           "pixel_AUPRO")
 TABLE_METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")
 METRIC_TITLES = {"image_AUROC": "Image AUROC", "pixel_AUROC": "Pixel AUROC", "pixel_AUPRO": "Pixel PRO",
                  "image_F1": "Image F1", "image_AUPR": "Image AUPR", "pixel_AUPR": "Pixel AUPR",
-                 "pixel_F1": "Pixel F1"}
+                 "pixel_F1": "Pixel F1", "image_F1_oracle": "Image F1 (oracle)",
+                 "pixel_F1_oracle": "Pixel F1 (oracle)", "image_false_alarm_rate": "Image false-alarm rate",
+                 "image_miss_rate": "Image miss rate", "pixel_false_alarm_rate": "Pixel false-alarm rate",
+                 "pixel_miss_rate": "Pixel miss rate"}
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,27 @@ def timing_table(rows: Sequence[dict[str, Any]], mode: str = "per_category") -> 
     return "\n".join(lines)
 
 
+DECISION_COLUMNS = (("image_F1", "image F1"), ("image_F1_oracle", "oracle"), ("image_false_alarm_rate", "false alarms"),
+                    ("image_miss_rate", "misses"), ("pixel_F1", "pixel F1"), ("pixel_F1_oracle", "oracle"),
+                    ("pixel_false_alarm_rate", "false alarms"), ("pixel_miss_rate", "misses"))
+
+
+def decision_table(rows: Sequence[dict[str, Any]], mode: str = "per_category") -> str:
+    """Per (model, category): F1 at the calibrated thresholds beside the oracle F1 (the best threshold on the
+    test set, the study's way), with the false-alarm and miss rates of the decisions; '' without F1."""
+    from iadbe.models import get_spec
+
+    chosen = [r for r in rows if r["mode"] == mode and r.get("image_F1") is not None]
+    if not chosen:
+        return ""
+    lines = ["| model | category | " + " | ".join(title for _, title in DECISION_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(DECISION_COLUMNS)]
+    for row in chosen:
+        cells = [row[key].percent() if row.get(key) is not None else "-" for key, _ in DECISION_COLUMNS]
+        lines.append(f"| {get_spec(row['model']).display_name} | {row['category']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Long format: one line per (mode, model, category); metrics as mean and std in [0, 1]."""
     numeric = [*METRICS, "training_time_s", "epochs_trained", "torch_ms", "openvino_ms", "peak_rss_mb"]
@@ -235,6 +261,13 @@ def results_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str,
             table = markdown_table(rows, metric, mode)
             if table:
                 parts += ["", f"## {METRIC_TITLES[metric]}{titles[mode]}", "", table]
+        decisions = decision_table(rows, mode)
+        if decisions:
+            parts += ["", f"## Decisions at the calibrated thresholds{titles[mode]}", "",
+                      "F1 at the thresholds calibrated on validation data beside the oracle F1 (the best "
+                      "threshold chosen on the test set, as the study reported F1); false alarms = share of "
+                      "good images (pixels) flagged, misses = share of defective images (pixels) not flagged.",
+                      "", decisions]
         if any(r["mode"] == mode for r in rows):
             parts += ["", f"## Time and memory{titles[mode]}", "", timing_table(rows, mode)]
     failed = [r for r in records if r.get("status") != "ok"]

@@ -2,7 +2,8 @@
 
 Scores and maps are normalised with the model's calibration so the decision threshold is 0.5;
 a user threshold in [0, 1] is applied afterwards (``Prediction.with_threshold``) without
-re-running the model.
+re-running the model. A false-alarm rate on good parts (``predict(false_alarm_rate=...)``) moves the
+calibrated point itself, for that call only (the loaded model is shared between callers).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Prediction:
     device: str
     model: str
     timings_ms: dict[str, float]
+    #: share (%) of the validation normals scoring at or below this image; None for older models
+    normal_percentile: float | None = None
 
     @property
     def label(self) -> bool:
@@ -58,7 +61,11 @@ class Prediction:
 
     @property
     def mask(self) -> np.ndarray | None:
-        return None if self.anomaly_map is None else self.anomaly_map > self.threshold
+        """The region shown: empty when the label is normal, never empty when it is anomalous
+        (:func:`iadbe.decisions.decision_mask`)."""
+        from iadbe.decisions import decision_mask
+
+        return None if self.anomaly_map is None else decision_mask(self.anomaly_map, self.label, self.threshold)
 
     def with_threshold(self, threshold: float) -> "Prediction":
         return replace(self, threshold=check_threshold(threshold))
@@ -66,7 +73,8 @@ class Prediction:
     def summary(self) -> dict[str, Any]:
         return {
             "file": self.name, "score": round(self.score, 6), "label": self.label_text,
-            "threshold": self.threshold, "backend": self.backend, "device": self.device,
+            "threshold": self.threshold, "normal_percentile": _round(self.normal_percentile),
+            "backend": self.backend, "device": self.device,
             "ms": round(sum(self.timings_ms.values()), 2), **{f"{k}_ms": round(v, 2) for k, v in self.timings_ms.items()},
         }
 
@@ -100,28 +108,35 @@ class LoadedModel:
         threshold: float | None = None,
         batch_size: int = 8,
         names: Sequence[str] | None = None,
+        false_alarm_rate: float | None = None,
     ) -> list[Prediction]:
-        """Predict one image or many (a list); returns one :class:`Prediction` per image, in order."""
+        """Predict one image or many (a list); returns one :class:`Prediction` per image, in order.
+
+        ``false_alarm_rate``: the share of good parts that may be flagged (e.g. 0.01), read off the
+        validation normals; it replaces the calibrated point for this call, and ``threshold`` (0.5 =
+        that point) still applies on top of it."""
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         threshold = check_threshold(threshold)
+        calibration = self.calibration.with_false_alarm_rate(false_alarm_rate)
         if not 1 <= batch_size <= 256:
             raise SettingsError(f"batch size must be between 1 and 256, got {batch_size}")
         labels = list(names) if names is not None else [_name_of(item, i) for i, item in enumerate(items)]
         results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            results.extend(self._predict_batch(chunk, labels[start : start + batch_size], threshold))
+            results.extend(self._predict_batch(chunk, labels[start : start + batch_size], threshold, calibration))
         return results
 
-    def _predict_batch(self, items: Iterable[ImageInput], names: list[str], threshold: float) -> list[Prediction]:
+    def _predict_batch(self, items: Iterable[ImageInput], names: list[str], threshold: float,
+                       calibration: Any) -> list[Prediction]:
         begin = time.perf_counter()
         rgbs = [load_image(item, name) for item, name in zip(items, names)]
         batch = to_batch(rgbs, self.config.image_size)
         prepared = time.perf_counter()
         raw_scores, raw_maps = self.backend.run(batch)
         ran = time.perf_counter()
-        scores = self.calibration.normalize_scores(raw_scores)
-        maps = self.calibration.normalize_maps(raw_maps) if self.config.segmentation else None
+        scores = calibration.normalize_scores(raw_scores)
+        maps = calibration.normalize_maps(raw_maps) if self.config.segmentation else None
         outputs = []
         for index, rgb in enumerate(rgbs):
             amap = None if maps is None else _resize_map(maps[index], rgb.shape[:2])
@@ -137,10 +152,14 @@ class LoadedModel:
             Prediction(
                 name=name, image=rgb, score=float(scores[i]), raw_score=float(raw_scores[i]), anomaly_map=amap,
                 threshold=threshold, backend=self.backend.name, device=self.backend.device, model=self.name,
-                timings_ms=dict(timings),
+                timings_ms=dict(timings), normal_percentile=calibration.normal_percentile(raw_scores[i]),
             )
             for i, (name, (rgb, amap)) in enumerate(zip(names, outputs))
         ]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _resize_map(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
