@@ -109,6 +109,12 @@ def _body(meta: dict[str, Any], metrics: dict[str, float], license_id: str, uri:
         validation = meta.get("validation")
         if validation:
             lines += ["", f"Thresholds were chosen on validation data: {validation}."]
+        calibration = meta.get("calibration") or {}
+        if calibration.get("false_alarm_rate"):
+            lines += ["", f"Calibration rule `{calibration.get('rule')}`: the image threshold flags "
+                      f"{100 * calibration['false_alarm_rate']:g} % of good parts (estimated on the validation "
+                      "normals). `image_F1` is measured at that threshold; `image_F1_oracle` at the best threshold "
+                      "on the test set, as the IADBE study reported F1."]
     lines += ["", "## How to load", "", "```python", "import iadbe", "",
               f'model = iadbe.load_model("{uri or "hf://OWNER/NAME/PATH@REVISION"}")', "```", "",
               "or from the command line:", "", "```bash",

@@ -68,6 +68,28 @@ def test_comparison_flags_differences_above_two_points_and_lists_wrong_averages(
     assert "differs by more than 2 points" in text and "fre: printed average 72.75" in text
 
 
+def test_f1_is_compared_with_the_study_like_with_like(monkeypatch):
+    from iadbe.benchmark import study
+
+    monkeypatch.setattr(study, "study_value", lambda dataset, metric, model, category:
+                        85.0 if metric == "image_F1" else None)
+    rows = [{"model": "patchcore", "category": "cardboard", "image_F1": 0.40, "image_F1_oracle": 0.90}]
+    found = study.compare_with_study(rows, "folder")
+    # the study chose its thresholds on the test set: our oracle F1 stands next to it, not our calibrated F1
+    assert [(c.metric, c.ours, c.study) for c in found] == [("image_F1 (oracle)", 90.0, 85.0)]
+
+
+def test_decision_table_puts_calibrated_f1_beside_the_oracle(tmp_path):
+    from iadbe.benchmark.report import aggregate, write_outputs
+
+    record = _record("padim", "a", 0, 0.8)
+    record["metrics"].update(image_F1=0.60, image_F1_oracle=0.80, image_false_alarm_rate=0.05, image_miss_rate=0.5)
+    text = write_outputs(tmp_path, [record], "mvtec3d")["md"].read_text()
+    line = next(line for line in text.splitlines() if line.startswith("| PaDiM | a |"))
+    assert "| 60.00 | 80.00 | 5.00 | 50.00 |" in line
+    assert aggregate([record])[0]["image_F1_oracle"].mean == pytest.approx(0.8)
+
+
 # --------------------------------------------------------------------------- tables from records
 def _record(model, category, seed, image_auroc, pixel_auroc=0.9, time_s=10.0, status="ok"):
     return {"run_id": f"{model}__{category}__seed{seed}", "status": status, "model": model, "category": category,

@@ -17,6 +17,8 @@ METRICS = ("image_AUROC", "image_AUPR", "image_F1", "image_F1_oracle", "image_fa
            "pixel_AUROC", "pixel_AUPR", "pixel_F1", "pixel_F1_oracle", "pixel_false_alarm_rate", "pixel_miss_rate",
            "pixel_AUPRO")
 TABLE_METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")
+#: What ``mean_rows`` gives the study comparison: the table metrics and the F1 compared like with like.
+COMPARED_METRICS = (*TABLE_METRICS, "image_F1_oracle", "pixel_F1_oracle")
 METRIC_TITLES = {"image_AUROC": "Image AUROC", "pixel_AUROC": "Pixel AUROC", "pixel_AUPRO": "Pixel PRO",
                  "image_F1": "Image F1", "image_AUPR": "Image AUPR", "pixel_AUPR": "Pixel AUPR",
                  "pixel_F1": "Pixel F1", "image_F1_oracle": "Image F1 (oracle)",
@@ -76,7 +78,7 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def mean_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = TABLE_METRICS,
+def mean_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = COMPARED_METRICS,
               mode: str = "per_category") -> list[dict[str, Any]]:
     """Per (model, category) of ``mode``: the mean of each metric (None where missing), as
     :func:`iadbe.benchmark.study.compare_with_study` takes them."""

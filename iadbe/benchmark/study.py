@@ -227,17 +227,28 @@ class Comparison:
         return self.difference is not None and abs(self.difference) > FLAG_POINTS
 
 
+#: The study chose its F1 thresholds on the test set: its F1 is compared with our oracle F1, never with
+#: the F1 at our validation-calibrated thresholds.
+LIKE_FOR_LIKE = {"image_F1": "image_F1_oracle", "pixel_F1": "pixel_F1_oracle"}
+
+
 def compare_with_study(rows: Iterable[dict[str, Any]], dataset: str,
-                       metrics: tuple[str, ...] = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")) -> list[Comparison]:
-    """Pair each of our aggregated rows (``model``, ``category``, metrics in [0, 1]) with the study's cell."""
+                       metrics: tuple[str, ...] = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "image_F1",
+                                                   "pixel_F1")) -> list[Comparison]:
+    """Pair each of our aggregated rows (``model``, ``category``, metrics in [0, 1]) with the study's cell.
+
+    F1 is compared like with like (:data:`LIKE_FOR_LIKE`), and only where the study reports it."""
     found: list[Comparison] = []
     for row in rows:
         for metric in metrics:
-            ours = row.get(metric)
+            ours = row.get(LIKE_FOR_LIKE.get(metric, metric))
             if ours is None or (isinstance(ours, float) and math.isnan(ours)):
                 continue
             study = study_value(dataset, metric, row["model"], row["category"])
-            found.append(Comparison(row["model"], row["category"], metric, round(100 * ours, 2), study))
+            if metric in LIKE_FOR_LIKE and study is None:
+                continue
+            label = f"{metric} (oracle)" if metric in LIKE_FOR_LIKE else metric
+            found.append(Comparison(row["model"], row["category"], label, round(100 * ours, 2), study))
     return found
 
 
