@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_app import FIXTURE_MODEL, PROJECT, running_app
 
@@ -87,3 +88,47 @@ def test_upload_detect_and_screenshot_every_tab(browser_page):
     print(f"page load {loaded:.1f} s, upload + detect {detected - loaded:.1f} s")
     assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {"inference.png", "training.png", "models.png",
                                                             "benchmark.png"}
+
+
+def _picture(page, selector: str):
+    """The pixels of an image the page shows (fetched from its src)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    source = page.locator(f"{selector} img").get_attribute("src")
+    body = page.request.get(source).body()
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB")).astype(int)
+
+
+def test_a_flagged_image_shows_a_region_and_training_shows_the_histogram(browser_page, tmp_path):
+    from test_app import make_parts_dataset, zip_folder
+
+    server, page = browser_page
+    page.goto(server.url)
+    page.locator("#input-image input[type=file]").set_input_files(str(_real_image(server)))
+    page.locator("#input-image img").first.wait_for()
+    page.locator("#detect").click()
+    page.wait_for_function(LABEL_SHOWN)
+    threshold = page.get_by_label("number input for threshold (0.5 = calibrated)")
+    for value, label in (("0.02", "anomalous"), ("1", "normal")):
+        before = page.locator("#mask img").get_attribute("src")
+        threshold.fill(value)
+        threshold.press("Enter")
+        page.wait_for_function(f"() => (document.querySelector('#label textarea') || {{}}).value === {label!r}"
+                               f" && document.querySelector('#mask img').src !== {before!r}")
+        difference = np.abs(_picture(page, "#mask") - _picture(page, "#original")).max()
+        if label == "anomalous":
+            assert difference > 60, "a flagged image must show a marked region"
+        else:
+            assert difference < 30, "an image labelled normal must show no region"
+
+    archive = zip_folder(make_parts_dataset(tmp_path / "parts", seed=3), tmp_path / "parts.zip")
+    page.get_by_role("tab", name="Training", exact=True).click()
+    page.locator("#dataset-zip input[type=file]").set_input_files(str(archive))
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.locator("#val-histogram img").wait_for(state="visible", timeout=240_000)
+    histogram = _picture(page, "#val-histogram")
+    assert histogram.shape[0] > 200 and histogram.std() > 10  # a drawn chart, not a blank
+    page.screenshot(path=str(SCREENSHOTS / "training_histogram.png"), full_page=True)

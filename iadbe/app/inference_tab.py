@@ -91,6 +91,13 @@ def among_good_parts(percentile: float | None) -> str:
     return f"higher than {percentile:.0f} % of the validation set's good parts"
 
 
+def _percent(value: Any) -> float:
+    try:
+        return float(value) / 100.0
+    except (TypeError, ValueError):
+        raise fail(f"false alarms must be a percentage such as 1 or 0.1, got {value!r}") from None
+
+
 def _check_threshold(threshold: Any) -> float:
     from iadbe.inference.predictor import check_threshold
 
@@ -99,8 +106,12 @@ def _check_threshold(threshold: Any) -> float:
 
 # --------------------------------------------------------------------------- single image
 @user_errors
-def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: float) -> tuple:
-    """``/predict``: (original, heatmap, mask, contours, score, label, run info, details, state)."""
+def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: float,
+            false_alarm_percent: Any = None) -> tuple:
+    """``/predict``: (original, heatmap, mask, contours, score, label, run info, details, state).
+
+    ``false_alarm_percent``: the share of good parts (%) that may be flagged, read off the model's
+    validation normals; 0 or empty = the model's calibrated point. The threshold slider applies on top."""
     from iadbe.render import render_prediction
 
     path = uploaded_path(image)
@@ -108,7 +119,8 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
         raise fail("Upload an image first (or click one of the examples).")
     threshold = _check_threshold(threshold)
     model = _load(model_id, backend)
-    prediction = model.predict(path, threshold=threshold, names=[original_name(image)])[0]
+    rate = _percent(false_alarm_percent) if false_alarm_percent not in (None, "", 0) else None
+    prediction = model.predict(path, threshold=threshold, names=[original_name(image)], false_alarm_rate=rate)[0]
     shown = for_display(prediction)
     views = render_prediction(shown, opacity, with_panel=False)
     files = _view_files(views, ("original", "heatmap", "mask", "contours"))
@@ -245,6 +257,8 @@ def build(examples: list[Path]) -> dict[str, Any]:
     with gr.Row():
         threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="threshold (0.5 = calibrated)")
         opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="heatmap opacity")
+        false_alarms = gr.Number(value=0, minimum=0, maximum=50, label="false alarms accepted on good parts (%) "
+                                 "(0 = the model's calibrated point)")
     state = gr.State(None)
     with gr.Tab("Single image"):
         with gr.Row():
@@ -261,13 +275,13 @@ def build(examples: list[Path]) -> dict[str, Any]:
                     label = gr.Textbox(label="label", elem_id="label")
                     info = gr.Textbox(label="run (backend, device, latency)", scale=2)
                 with gr.Row():
-                    original = gr.Image(label="original", format="jpeg", interactive=False)
+                    original = gr.Image(label="original", format="jpeg", interactive=False, elem_id="original")
                     heatmap = gr.Image(label="heatmap", format="jpeg", interactive=False, elem_id="heatmap")
                 with gr.Row():
-                    mask = gr.Image(label="mask", format="jpeg", interactive=False)
+                    mask = gr.Image(label="mask", format="jpeg", interactive=False, elem_id="mask")
                     contours = gr.Image(label="contours", format="jpeg", interactive=False)
                 details = gr.JSON(label="details")
-        run.click(predict, [image, model, backend, threshold, opacity],
+        run.click(predict, [image, model, backend, threshold, opacity, false_alarms],
                   [original, heatmap, mask, contours, score, label, info, details, state],
                   api_name="predict", preprocess=False)
         gr.on([threshold.change, opacity.change], rerender, [state, threshold, opacity],

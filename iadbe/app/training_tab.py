@@ -280,7 +280,7 @@ def build() -> dict[str, Any]:
     with gr.Row():
         with gr.Column():
             dataset_zip = gr.File(label="dataset zip (good/ + defect/ [+ masks/], MVTec, YOLO ...)",
-                                  file_types=[".zip"], type="filepath")
+                                  file_types=[".zip"], type="filepath", elem_id="dataset-zip")
             dataset_path = gr.Textbox(label="... or a folder on the server, or hf://datasets/OWNER/NAME")
             category = gr.Textbox(label="category (only when the dataset holds several)")
             inspect = gr.Button("Inspect")
@@ -307,7 +307,7 @@ def build() -> dict[str, Any]:
         samples = gr.Gallery(label="test images with heatmaps", columns=2, height=420)
     with gr.Row():
         histogram = gr.Image(label="validation scores: good parts, anomalies and the threshold", type="numpy",
-                             interactive=False)
+                             interactive=False, elem_id="val-histogram")
         confusion = gr.Dataframe(headers=list(CONFUSION_HEADERS), label="test images at the calibrated threshold",
                                  interactive=False)
     result = gr.JSON(label="result", visible=False)
