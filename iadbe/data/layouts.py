@@ -27,7 +27,9 @@ Layouts understood (image files: .png .jpg .jpeg .bmp .tif .tiff .webp):
   kolektor      kos01/Part0.jpg + kos01/Part0_label.bmp (all-zero label = normal)
   good_defect   good/*.png, defect/*.png (or bad, anomaly, abnormal, ng, ko; several folders allowed),
                 [masks/<name>.png or masks/<name>_mask.png]
-  yolo          {train,valid,test}/images/*.jpg + {train,valid,test}/labels/*.txt (empty file = normal)
+  yolo          images/{train,val,test}/*.jpg + labels/{train,val,test}/*.txt (Ultralytics), or
+                {train,valid,test}/images + {train,valid,test}/labels (Roboflow), [+ data.yaml: path, train,
+                val, test (folders or list files), names]; empty or absent label file = normal image
 Example (good_defect):
   my_parts/
     good/000.png 001.png ...
