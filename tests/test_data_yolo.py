@@ -77,6 +77,7 @@ def test_ultralytics_without_yaml_val_is_the_test_set(tmp_path: Path) -> None:
     report = splits.report()
     assert "images/train + labels/train: 12 images, 10 with empty labels, 2 with defects" in report
     assert "the val split (images/val + labels/val) is the test set" in report
+    assert "4 boxes drawn as rectangles" in report
     assert "used for validation, not for training" in report
 
 
@@ -95,6 +96,7 @@ def test_ultralytics_yaml_polygons_with_test_split(tmp_path: Path) -> None:
     arr = np.asarray(Image.open(bad.mask))
     assert arr.shape == (20, 40) and arr[4, 8] == 255 and arr[16, 32] == 0  # inside / outside the triangle
     assert "1 without a label file (normal too)" in splits.report()
+    assert "YOLO polygons (filled)" in splits.report() and "rectangles" not in splits.report()
 
 
 def test_flat_images_and_labels_are_one_train_split(tmp_path: Path) -> None:
@@ -251,3 +253,21 @@ def test_real_kolektorsdd_yolo_trains_padim(tmp_path: Path) -> None:
     assert result.meta["dataset"]["layout"] == "yolo"
     # measured 2026-11: see the README's dataset notes; a floor well under it, above chance
     assert result.metrics["image_AUROC"] >= 0.7
+
+
+def test_label_files_in_an_unknown_arrangement_are_named(tmp_path: Path) -> None:
+    root = tmp_path / "odd"
+    for i in range(4):
+        img(root / "pics" / f"{i}.jpg")
+        (root / "ann" / "labels").mkdir(parents=True, exist_ok=True)
+        (root / "ann" / "labels" / f"{i}.txt").write_text("")
+    with pytest.raises(DatasetError, match=r"(?s)4 image\(s\) and 4 YOLO label file\(s\) .*images/<split> \+ "
+                                           r"labels/<split>.*Layouts understood"):
+        load_dataset("folder", root)
+
+
+def test_unrelated_yaml_with_a_train_section_is_not_yolo(tmp_path: Path) -> None:
+    for i in range(4):
+        img(tmp_path / "parts" / "good" / f"{i}.png")
+    (tmp_path / "parts" / "config.yaml").write_text("train:\n  epochs: 3\n")
+    assert detect_layout(tmp_path / "parts") == "good_defect"

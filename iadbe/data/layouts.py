@@ -167,6 +167,12 @@ def contents_hint(root: Path) -> str:
         return " is empty (no files at all), so it"
     if not images:
         return (f" holds {len(files)} file(s) but no images ({' '.join(sorted(IMAGE_EXTENSIONS))}), so it")
+    labels = [p for p in files if p.suffix.lower() == ".txt"
+              and "labels" in {part.lower() for part in p.relative_to(root).parts[:-1]}]
+    if labels:
+        return (f" holds {len(images)} image(s) and {len(labels)} YOLO label file(s) in labels/ folders, but not "
+                "as images/<split> + labels/<split>, <split>/images + <split>/labels or through a data.yaml "
+                "naming the splits, so it")
     normal = {name.lower() for name in pools.NORMAL_DIRS}
     if not any(normal & {part.lower() for part in p.relative_to(root).parts[:-1]} for p in images):
         return (f" holds {len(images)} image(s) but no folder of normal images ({', '.join(pools.NORMAL_DIRS)}): "

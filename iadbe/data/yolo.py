@@ -41,6 +41,7 @@ def parse_yolo(root: Path, category: str | None) -> RawSplits:
     mask_dir = derived_dir("yolo_masks", key)
     read = {k: _read_split(files[k], labels[k], found.names, mask_dir / k, root) for k in files}
     samples = {k: r[0] for k, r in read.items()}
+    boxes = sum(r[2] for r in read.values())
     summary = {k: f"{files[k].where}: {r[1]}" for k, r in read.items()}
     _require_train_normals(root, found.arrangement, samples, summary)
     raw.notes.append(f"YOLO export, {found.arrangement}; normal = empty or absent label file")
@@ -56,9 +57,11 @@ def parse_yolo(root: Path, category: str | None) -> RawSplits:
     else:
         raw.pooled = True
         raw.notes.append("only a train split: the test split is drawn from it (seeded)")
-    if any(s.mask is not None for split in samples.values() for s in split):
-        raw.notes.append("masks are drawn from the YOLO boxes/polygons (rectangles for boxes): "
+    if boxes:
+        raw.notes.append(f"masks are drawn from the YOLO labels ({boxes} boxes drawn as rectangles): "
                          "pixel metrics are approximate")
+    elif any(s.mask is not None for split in samples.values() for s in split):
+        raw.notes.append("masks are drawn from the YOLO polygons (filled)")
     return raw
 
 
@@ -86,10 +89,10 @@ def _dedupe(splits: dict[str, SplitFiles], notes: list[str]) -> dict[str, SplitF
 
 
 def _read_split(split: SplitFiles, labels: list[Path], names: dict[int, str], mask_dir: Path,
-                root: Path) -> tuple[list[Sample], str]:
-    """(samples, counts in words); anomalous when the label file has at least one shape."""
+                root: Path) -> tuple[list[Sample], str, int]:
+    """(samples, counts in words, boxes); anomalous when the label file has at least one shape."""
     samples: list[Sample] = []
-    empty = absent = 0
+    empty = absent = boxes = 0
     for image, label_file in zip(split.images, labels, strict=True):
         shapes = parse_yolo_labels(label_file) if label_file.is_file() else []
         if not shapes:
@@ -97,13 +100,14 @@ def _read_split(split: SplitFiles, labels: list[Path], names: dict[int, str], ma
             absent += not label_file.is_file()
             samples.append(Sample(image, NORMAL, None, "good"))
             continue
+        boxes += sum(len(coords) == 4 for _, coords in shapes)
         defect_type = "+".join(sorted({names.get(cls, f"class_{cls}") for cls, _ in shapes}))
         mask = rasterise_shapes(image, shapes, mask_dir / _mask_name(image, root))
         samples.append(Sample(image, ANOMALOUS, mask, defect_type))
     words = f"{len(samples)} images, {empty} with empty labels"
     if absent:
         words += f", {absent} without a label file (normal too)"
-    return samples, words + f", {len(samples) - empty - absent} with defects"
+    return samples, words + f", {len(samples) - empty - absent} with defects", boxes
 
 
 def _mask_name(image: Path, root: Path) -> str:

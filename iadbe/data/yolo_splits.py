@@ -68,8 +68,16 @@ def find_yaml(root: Path) -> Path | None:
         if (root / name).is_file():
             return root / name
     others = [p for p in sorted(root.glob("*.y*ml")) if p.suffix.lower() in (".yaml", ".yml")]
-    named = [p for p in others if isinstance(_safe_load(p), dict) and _safe_load(p).get("train")]
+    named = [p for p in others if _names_train(_safe_load(p))]
     return named[0] if len(named) == 1 else None
+
+
+def _names_train(data: Any) -> bool:
+    """True for a loaded YAML mapping whose ``train`` is a path or a list of paths (not some other config)."""
+    train = data.get("train") if isinstance(data, dict) else None
+    if isinstance(train, list):
+        return bool(train) and all(isinstance(t, str) for t in train)
+    return isinstance(train, str) and bool(train.strip())
 
 
 def has_arrangement(root: Path) -> bool:
@@ -77,8 +85,7 @@ def has_arrangement(root: Path) -> bool:
     if _roboflow_dirs(root) or _ultralytics_dirs(root):
         return True
     yaml_path = find_yaml(root)
-    data = _safe_load(yaml_path) if yaml_path else None
-    return isinstance(data, dict) and bool(data.get("train"))
+    return yaml_path is not None and _names_train(_safe_load(yaml_path))
 
 
 def find_splits(root: Path) -> YoloFiles:
@@ -91,7 +98,7 @@ def find_splits(root: Path) -> YoloFiles:
     yaml_path = find_yaml(root)
     data = _safe_load(yaml_path) if yaml_path else None
     names = class_names(data)
-    if yaml_path is not None and isinstance(data, dict) and data.get("train"):
+    if yaml_path is not None and _names_train(data):
         found = _from_yaml(root, yaml_path, data)
     else:
         found = _from_folders(root)
