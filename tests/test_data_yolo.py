@@ -271,3 +271,12 @@ def test_unrelated_yaml_with_a_train_section_is_not_yolo(tmp_path: Path) -> None
         img(tmp_path / "parts" / "good" / f"{i}.png")
     (tmp_path / "parts" / "config.yaml").write_text("train:\n  epochs: 3\n")
     assert detect_layout(tmp_path / "parts") == "good_defect"
+
+
+def test_label_path_uses_the_last_images_folder_below_the_root(tmp_path: Path) -> None:
+    from iadbe.data.yolo_splits import label_path
+
+    root = tmp_path / "images" / "set"
+    assert label_path(root / "images" / "train" / "a" / "x.jpg", root=root) == root / "labels" / "train" / "a" / "x.txt"
+    assert label_path(root / "train" / "images" / "x.png", root=root) == root / "train" / "labels" / "x.txt"
+    assert label_path(root / "pics" / "x.png", root=root) == root / "pics" / "x.txt"  # not images/ above the root

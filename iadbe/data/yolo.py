@@ -36,7 +36,7 @@ def parse_yolo(root: Path, category: str | None) -> RawSplits:
     raw = RawSplits(root=root, category=category, layout="yolo", notes=list(found.notes))
     files = _dedupe(found.splits, raw.notes)
     labels_dirs: dict[Path, str] = {}
-    labels = {key: [label_path(p, labels_dirs) for p in split.images] for key, split in files.items()}
+    labels = {key: [label_path(p, labels_dirs, root) for p in split.images] for key, split in files.items()}
     key = cache_key(sorted({p for ls in labels.values() for p in ls if p.is_file()}), "yolo-masks-v2")
     mask_dir = derived_dir("yolo_masks", key)
     read = {k: _read_split(files[k], labels[k], found.names, mask_dir / k, root) for k in files}

@@ -44,14 +44,16 @@ class YoloFiles:
     notes: list[str] = field(default_factory=list)
 
 
-def label_path(image: Path, labels_dirs: dict[Path, str] | None = None) -> Path:
+def label_path(image: Path, labels_dirs: dict[Path, str] | None = None, root: Path | None = None) -> Path:
     """The label file of ``image``: its last ``images`` folder becomes ``labels``, the suffix ``.txt``.
 
-    An image under no ``images`` folder has its label next to it. ``labels_dirs`` caches the spelling
-    of the ``labels`` folder per parent (``Labels`` on a case-sensitive disk is found too).
+    An image under no ``images`` folder has its label next to it; for an image under ``root`` only the
+    folders below ``root`` count (a dataset kept in ``~/images/`` is not read from ``~/labels/``).
+    ``labels_dirs`` caches the spelling of the ``labels`` folder per parent (``Labels`` is found too).
     """
     parts = image.parts
-    for i in range(len(parts) - 2, -1, -1):
+    first = len(root.parts) if root is not None and image.is_relative_to(root) else 0
+    for i in range(len(parts) - 2, first - 1, -1):
         if parts[i].lower() == "images":
             parent = Path(*parts[:i])
             cache = {} if labels_dirs is None else labels_dirs
@@ -169,7 +171,7 @@ def _from_folders(root: Path) -> YoloFiles:
 
 def _where(images_dir: Path, root: Path) -> str:
     """``images/train + labels/train`` for an images folder (paths relative to ``root`` when inside it)."""
-    labels_dir = label_path(images_dir / "x.jpg").parent
+    labels_dir = label_path(images_dir / "x.jpg", root=root).parent
 
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
@@ -192,6 +194,8 @@ def _from_yaml(root: Path, yaml_path: Path, data: dict[str, Any]) -> YoloFiles:
         tried = listed(str(b) for b, _ in bases) or str(yaml_path.parent)
         missing = [f"{key}: {e}" for key, value in entries.items() for e in value
                    if all(_resolve(b, e) is None for b, _ in bases)]
+        if not missing:  # each exists somewhere, but no one folder holds them all
+            missing = [f"{key}: {e}" for key, value in entries.items() for e in value]
         found = listed(p.name for p in sorted(root.iterdir()) if not p.name.startswith(".")) or "nothing"
         raise DatasetError(
             f"{yaml_path}: the split paths {'; '.join(missing)} do not exist (tried relative to {tried}). "
