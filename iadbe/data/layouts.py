@@ -27,7 +27,9 @@ Layouts understood (image files: .png .jpg .jpeg .bmp .tif .tiff .webp):
   kolektor      kos01/Part0.jpg + kos01/Part0_label.bmp (all-zero label = normal)
   good_defect   good/*.png, defect/*.png (or bad, anomaly, abnormal, ng, ko; several folders allowed),
                 [masks/<name>.png or masks/<name>_mask.png]
-  yolo          {train,valid,test}/images/*.jpg + {train,valid,test}/labels/*.txt (empty file = normal)
+  yolo          images/{train,val,test}/*.jpg + labels/{train,val,test}/*.txt (Ultralytics), or
+                {train,valid,test}/images + {train,valid,test}/labels (Roboflow), [+ data.yaml: path, train,
+                val, test (folders or list files), names]; empty or absent label file = normal image
 Example (good_defect):
   my_parts/
     good/000.png 001.png ...
@@ -165,6 +167,12 @@ def contents_hint(root: Path) -> str:
         return " is empty (no files at all), so it"
     if not images:
         return (f" holds {len(files)} file(s) but no images ({' '.join(sorted(IMAGE_EXTENSIONS))}), so it")
+    labels = [p for p in files if p.suffix.lower() == ".txt"
+              and "labels" in {part.lower() for part in p.relative_to(root).parts[:-1]}]
+    if labels:
+        return (f" holds {len(images)} image(s) and {len(labels)} YOLO label file(s) in labels/ folders, but not "
+                "as images/<split> + labels/<split>, <split>/images + <split>/labels or through a data.yaml "
+                "naming the splits, so it")
     normal = {name.lower() for name in pools.NORMAL_DIRS}
     if not any(normal & {part.lower() for part in p.relative_to(root).parts[:-1]} for p in images):
         return (f" holds {len(images)} image(s) but no folder of normal images ({', '.join(pools.NORMAL_DIRS)}): "

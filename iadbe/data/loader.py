@@ -4,7 +4,7 @@ The rule (the original study validated on its test set; we never do):
 - val normals come from the dataset's own validation split when it has one, else a seeded
   ``val_fraction`` of the train normals (at least 2 when train has >= 10 images);
 - val anomalies are real anomalous images that are not test images (anomalies found in train/, a
-  YOLO ``valid/`` split) when there are any, else synthetic Perlin anomalies made from the val normals.
+  YOLO val split) when there are any, else synthetic Perlin anomalies made from the val normals.
 Seeded splits order images by ``sha256(seed, split, path relative to the root)``: deterministic on
 every machine, and adding an image does not reshuffle the others.
 """

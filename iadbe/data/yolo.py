@@ -1,85 +1,132 @@
-"""YOLO / Roboflow exports: ``{train,valid,test}/images`` + ``.../labels/<stem>.txt``.
+"""YOLO exports (Ultralytics ``images/<split>`` + ``labels/<split>``, Roboflow ``<split>/images`` + ``<split>/labels``,
+with or without ``data.yaml``): where the files are is :mod:`iadbe.data.yolo_splits`; this module reads labels.
 
-An empty (or absent) label file is a normal image; boxes and polygons become rectangular/polygonal masks.
+Normal images are those whose label file is empty or absent, in every split; boxes and polygons become
+rectangular/polygonal masks. The detector trains on the train split's normals; the train split's defective
+images go to validation (never to test). The test set is the ``test`` split, or the ``val`` split when there
+is no ``test`` split (then validation is drawn from the train split, so calibration never sees a test image).
+Only a train split: the loader draws a seeded test split from it. An image named by two splits counts once,
+in the first of train, val, test.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from iadbe.data.files import cache_key, derived_dir, find_child, list_images
+from iadbe.data.files import cache_key, derived_dir
 from iadbe.data.masks import parse_yolo_labels, rasterise_shapes
 from iadbe.data.samples import ANOMALOUS, NORMAL, RawSplits, Sample
-
-SPLIT_NAMES = {"train": ("train",), "val": ("valid", "val", "validation"), "test": ("test",)}
+from iadbe.data.yolo_splits import SPLIT_KEYS, SplitFiles, find_splits, has_arrangement, label_path
+from iadbe.errors import DatasetError
 
 
 def is_yolo(root: Path) -> bool:
-    """True when a train/valid/test folder holds an ``images/`` folder."""
-    return any(
-        (split := find_child(root, names)) is not None and find_child(split, ["images"]) is not None
-        for names in SPLIT_NAMES.values()
-    )
+    """True for a YOLO export: either folder arrangement, or a ``data.yaml`` naming a train split."""
+    return has_arrangement(root)
 
 
 def parse_yolo(root: Path, category: str | None) -> RawSplits:
-    """Read every split; train anomalies go to val, ``valid/`` is val (or test when there is no ``test/``)."""
-    names = _class_names(root)
-    dirs = {key: find_child(root, names_) for key, names_ in SPLIT_NAMES.items()}
-    label_files = sorted(root.glob("*/labels/*.txt"))
-    key = cache_key(label_files, "yolo-masks-v1")
-    raw = RawSplits(root=root, category=category, layout="yolo")
-    read = {k: _read_split(d, names, derived_dir("yolo_masks", key) / d.name, raw.notes) if d else []
-            for k, d in dirs.items()}
-    raw.train = read["train"]
-    if dirs["test"] is not None:
-        raw.test, raw.val = read["test"], read["val"]
-        raw.val_name = f"{dirs['val'].name}/" if dirs["val"] else ""
-    elif dirs["val"] is not None:
-        raw.test = read["val"]
-        raw.notes.append(f"no test/ split: {dirs['val'].name}/ is used as the test set")
+    """Read every split (see the module docstring for which images go where).
+
+    Raises:
+        DatasetError: bad ``data.yaml`` paths or list files, bad label lines, no normal training image.
+    """
+    found = find_splits(root)
+    raw = RawSplits(root=root, category=category, layout="yolo", notes=list(found.notes))
+    files = _dedupe(found.splits, raw.notes)
+    labels_dirs: dict[Path, str] = {}
+    labels = {key: [label_path(p, labels_dirs, root) for p in split.images] for key, split in files.items()}
+    key = cache_key(sorted({p for ls in labels.values() for p in ls if p.is_file()}), "yolo-masks-v2")
+    mask_dir = derived_dir("yolo_masks", key)
+    read = {k: _read_split(files[k], labels[k], found.names, mask_dir / k, root) for k in files}
+    samples = {k: r[0] for k, r in read.items()}
+    boxes = sum(r[2] for r in read.values())
+    summary = {k: f"{files[k].where}: {r[1]}" for k, r in read.items()}
+    _require_train_normals(root, found.arrangement, samples, summary)
+    raw.notes.append(f"YOLO export, {found.arrangement}; normal = empty or absent label file")
+    raw.notes.extend(summary[k] for k in SPLIT_KEYS if k in summary)
+    raw.train = samples.get("train", [])
+    if samples.get("test"):
+        raw.test, raw.val = samples["test"], samples.get("val", [])
+        raw.val_name = f"the val split ({files['val'].where})" if "val" in files else ""
+    elif samples.get("val"):
+        raw.test = samples["val"]
+        raw.notes.append(f"no test split: the val split ({files['val'].where}) is the test set; validation is "
+                         "drawn from the train split only")
     else:
         raw.pooled = True
-        raw.notes.append("only a train/ split: the test split is drawn from it (seeded)")
-    if any(s.mask is not None for split in read.values() for s in split):
-        raw.notes.append("masks are drawn from the YOLO boxes/polygons (rectangles for boxes): "
+        raw.notes.append("only a train split: the test split is drawn from it (seeded)")
+    if boxes:
+        raw.notes.append(f"masks are drawn from the YOLO labels ({boxes} boxes drawn as rectangles): "
                          "pixel metrics are approximate")
+    elif any(s.mask is not None for split in samples.values() for s in split):
+        raw.notes.append("masks are drawn from the YOLO polygons (filled)")
     return raw
 
 
-def _read_split(split_dir: Path, names: dict[int, str], mask_dir: Path, notes: list[str]) -> list[Sample]:
-    """Samples of one split; anomalous when the label file has at least one shape."""
-    labels_dir = split_dir / "labels"
+def _dedupe(splits: dict[str, SplitFiles], notes: list[str]) -> dict[str, SplitFiles]:
+    """Each image once, in its first split of train, val, test; a split left empty is dropped."""
+    seen: set[Path] = set()
+    out = {}
+    for key in SPLIT_KEYS:
+        if key not in splits:
+            continue
+        images, dropped = [], 0
+        for image in splits[key].images:
+            resolved = image.resolve()
+            if resolved in seen:
+                dropped += 1
+                continue
+            seen.add(resolved)
+            images.append(image)
+        if dropped:
+            notes.append(f"{dropped} image(s) of the {key} split ({splits[key].where}) are also in an earlier "
+                         "split and are read there only")
+        if images:
+            out[key] = SplitFiles(splits[key].where, images)
+    return out
+
+
+def _read_split(split: SplitFiles, labels: list[Path], names: dict[int, str], mask_dir: Path,
+                root: Path) -> tuple[list[Sample], str, int]:
+    """(samples, counts in words, boxes); anomalous when the label file has at least one shape."""
     samples: list[Sample] = []
-    unlabeled = 0
-    for image in list_images(split_dir / "images"):
-        label_file = labels_dir / f"{image.stem}.txt"
+    empty = absent = boxes = 0
+    for image, label_file in zip(split.images, labels, strict=True):
         shapes = parse_yolo_labels(label_file) if label_file.is_file() else []
-        unlabeled += not label_file.is_file()
         if not shapes:
+            empty += label_file.is_file()
+            absent += not label_file.is_file()
             samples.append(Sample(image, NORMAL, None, "good"))
             continue
+        boxes += sum(len(coords) == 4 for _, coords in shapes)
         defect_type = "+".join(sorted({names.get(cls, f"class_{cls}") for cls, _ in shapes}))
-        mask = rasterise_shapes(image, shapes, mask_dir / f"{image.stem}.png")
+        mask = rasterise_shapes(image, shapes, mask_dir / _mask_name(image, root))
         samples.append(Sample(image, ANOMALOUS, mask, defect_type))
-    if unlabeled:
-        notes.append(f"{split_dir.name}/: {unlabeled} images without a label file read as normal")
-    return samples
+    words = f"{len(samples)} images, {empty} with empty labels"
+    if absent:
+        words += f", {absent} without a label file (normal too)"
+    return samples, words + f", {len(samples) - empty - absent} with defects", boxes
 
 
-def _class_names(root: Path) -> dict[int, str]:
-    """Class names from ``data.yaml`` (list or mapping); {} when absent or unreadable."""
-    path = next((p for p in (root / "data.yaml", root / "data.yml") if p.is_file()), None)
-    if path is None:
-        return {}
-    import yaml
+def _mask_name(image: Path, root: Path) -> str:
+    """Where an image's mask goes under the split's mask folder (unique per image path)."""
+    if image.is_relative_to(root):
+        return image.relative_to(root).with_suffix(".png").as_posix()
+    return f"{hashlib.sha256(str(image).encode()).hexdigest()[:12]}_{image.stem}.png"
 
-    try:
-        names = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("names", {})
-    except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
-        return {}
-    if isinstance(names, list):
-        return {i: str(n) for i, n in enumerate(names)}
-    if isinstance(names, dict):
-        return {int(k): str(v) for k, v in names.items() if str(k).strip().isdigit()}
-    return {}
+
+def _require_train_normals(root: Path, arrangement: str, samples: dict[str, list[Sample]],
+                           summary: dict[str, str]) -> None:
+    """A clear error, with what was found per split and the known layouts, when train has no normal image."""
+    if any(not s.is_anomalous for s in samples.get("train", [])):
+        return
+    from iadbe.data.layouts import LAYOUT_HELP
+
+    found = "; ".join(summary[k] for k in SPLIT_KEYS if k in summary) or "no images"
+    where = "no train split" if "train" not in samples else "no normal image in the train split"
+    raise DatasetError(
+        f"{root}: YOLO export ({arrangement}) with {where}. Anomaly detectors train on normal images, which in "
+        f"a YOLO export are the images with an empty or absent label file. Found: {found}.\n{LAYOUT_HELP}"
+    )
