@@ -33,7 +33,7 @@ from iadbe.errors import SettingsError
 RULE = "normal-tail/v1"
 #: The rule files written before this module: F1 optimum on the validation anomalies (often synthetic).
 LEGACY_RULE = "f1-on-validation-anomalies"
-DEFAULT_FALSE_ALARM_RATE = 0.01
+DEFAULT_FALSE_ALARM_RATE = 0.05
 DEFAULT_PIXEL_FALSE_ALARM_RATE = 0.01
 #: Real defects may pull the image threshold down at most to this false-alarm rate on good parts.
 MAX_FALSE_ALARM_RATE = 0.2
