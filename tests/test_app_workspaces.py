@@ -204,3 +204,81 @@ def test_a_signed_in_visitor_pushes_with_their_own_oauth_token(space, hub):
         signed_in.predict("signed-in-model", f"{HUB_USER}/not-with-oauth", False, "", "", api_name="/push")
     assert ("model", f"{HUB_USER}/not-with-oauth") not in hub.repos
     assert MOCK_OAUTH_TOKEN not in space.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("shared_mode", [True, False])
+def test_without_a_namespace_the_servers_token_never_pushes(hub_env, tmp_path, monkeypatch, shared_mode):
+    """``HF_TOKEN`` set on the server, an empty token box, nobody signed in: refused, nothing reaches the Hub."""
+    import json
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from iadbe import constants
+    from iadbe.app.training_tab import push
+    from iadbe.workspaces import identify, open_workspace
+
+    monkeypatch.setattr(constants, "SHARED_MODE", shared_mode)
+    monkeypatch.setattr(constants, "WORKSPACES_DIR", tmp_path / "workspaces")
+    monkeypatch.setattr(constants, "MODEL_STORE", tmp_path / "store")
+    monkeypatch.setattr(constants, "MANIFEST_PATH", tmp_path / "no-manifest.yaml")
+    monkeypatch.setattr(constants, "PUSH_NAMESPACE", "")
+    assert os.environ["HF_TOKEN"] == HUB_TOKEN  # the server has a token that could write both repos below
+    request = SimpleNamespace(session_hash="visitor-1")
+    model = open_workspace(identify(None, "visitor-1")).models_dir / "mine"
+    model.mkdir(parents=True)
+    meta = {"schema_version": 1, "name": "mine", "model": "padim", "detector": {}, "postprocess": {}}
+    (model / "iadbe.json").write_text(json.dumps(meta))
+    before = len(hub_env.server.requests)
+    for repo in (hub_env.repo_id("server-token"), hub_env.repo_id("server-token", owner=HUB_ORG)):
+        with pytest.raises(gr.Error, match="never pushes with the server's token"):
+            push("mine", repo, False, "", "", request)
+        with pytest.raises(gr.Error, match="never pushes with the server's token"):
+            push("mine", repo, False, "   ", "", request, None, None)
+    assert len(hub_env.server.requests) == before  # not even a request went out
+
+
+def test_the_sign_in_button_is_on_the_page_in_shared_mode(space):
+    """The page config of the Space-like server holds Gradio's LoginButton; a browser shows it (when one is here)."""
+    config = client(space.url).config
+    assert any(c.get("type") == "loginbutton" for c in config["components"])
+    chromium = Path(shutil.which("chromium") or "/usr/bin/chromium")
+    if not chromium.is_file():
+        pytest.skip("no Chromium at /usr/bin/chromium: `apt-get install -y chromium` for the browser half")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="`pip install playwright` for the browser half")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True,
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(space.url)
+        button = page.locator("#login")
+        button.wait_for(state="visible")
+        assert "Sign in" in button.inner_text()
+        browser.close()
+
+
+def test_single_user_mode_offers_no_sign_in_and_lists_every_local_model(monkeypatch, tmp_path):
+    import gradio as gr
+
+    from iadbe import constants
+    from iadbe.app.common import model_choices, visitor_workspace
+    from iadbe.app.ui import build_app, offers_login
+
+    monkeypatch.setattr(constants, "IADBE_HOME", tmp_path)
+    monkeypatch.setattr(constants, "MODEL_STORE", tmp_path / "models")
+    monkeypatch.setattr(constants, "MANIFEST_PATH", tmp_path / "no-manifest.yaml")
+    monkeypatch.setattr(constants, "MOCK_LOGIN", True)
+    monkeypatch.setattr(constants, "OAUTH_CONFIGURED", True)
+    monkeypatch.setattr(constants, "SHARED_MODE", False)
+    assert not offers_login()
+    demo = build_app()
+    assert not any(isinstance(block, gr.LoginButton) for block in demo.blocks.values())
+    from test_workspaces import fake_model
+
+    fake_model(tmp_path / "models", "someone-elses-run")
+    workspace = visitor_workspace(type("Request", (), {"session_hash": "any"})())
+    assert not workspace.private
+    assert [value for _, value in model_choices(True, workspace)] == ["someone-elses-run"]
+    monkeypatch.setattr(constants, "SHARED_MODE", True)
+    assert offers_login()
