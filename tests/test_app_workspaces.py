@@ -282,3 +282,33 @@ def test_single_user_mode_offers_no_sign_in_and_lists_every_local_model(monkeypa
     assert [value for _, value in model_choices(True, workspace)] == ["someone-elses-run"]
     monkeypatch.setattr(constants, "SHARED_MODE", True)
     assert offers_login()
+
+
+def test_one_training_per_visitor_and_the_others_see_their_place(space, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    alice, bob = client(space.url), client(space.url)
+    archive = handle_file(str(zip_folder(make_parts_dataset(tmp_path / "queue", seed=4), tmp_path / "queue.zip")))
+    long_run = ("", "", "stfpm", "tf_efficientnet_lite0", 64, 500, 0)  # cancelled long before its 500 epochs
+    first = alice.submit(archive, *long_run, "alice-long", api_name="/train")
+    deadline = time.time() + 90
+    while time.time() < deadline and "epoch" not in str(first.status().progress_data or "").lower():
+        time.sleep(0.3)  # until Alice's run trains (it holds the one training slot)
+    with pytest.raises(AppError, match="already have a training queued or running"):
+        alice.predict(archive, *long_run, "alice-second", api_name="/train")
+    waiting = bob.submit(archive, *long_run, "bob-waits", api_name="/train")
+    seen, deadline = "", time.time() + 60
+    while time.time() < deadline and "ahead of yours" not in seen:
+        seen = str(waiting.status().progress_data or "")
+        time.sleep(0.3)
+    assert "queued: 1 training(s) ahead of yours" in seen, seen
+    assert bob.predict(api_name="/cancel").startswith("Cancelling")
+    with pytest.raises(AppError, match="Training cancelled"):
+        waiting.result(timeout=60)
+    assert alice.predict(api_name="/cancel").startswith("Cancelling")
+    with pytest.raises(AppError, match="Training cancelled"):
+        first.result(timeout=120)
+    for visitor in (alice, bob):
+        models = workspace_of(space, visitor) / "models"
+        assert not models.exists() or not any(models.iterdir())
