@@ -101,10 +101,10 @@ class Workspace:
         return self.root is not None
 
     def touch(self) -> None:
-        """Record that the visitor used the workspace now (what expiry measures)."""
-        if self.root is None:
+        """Record that the visitor used the workspace now (what expiry measures). A workspace is made by its
+        first upload or training, not by a visit: a visitor who only looks leaves nothing on disk."""
+        if self.root is None or not self.root.is_dir():
             return
-        self.root.mkdir(parents=True, exist_ok=True)
         marker = self.root / _LAST_USED
         marker.touch()
         os.utime(marker)

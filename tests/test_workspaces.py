@@ -103,9 +103,11 @@ def test_an_upload_over_the_quota_is_refused_from_the_zip_directory(shared, tmp_
 
 def test_expired_anonymous_workspaces_go_accounts_stay(shared):
     old, fresh, account = (open_workspace(identify(*who)) for who in ((None, "old"), (None, "fresh"), ("dan", "x")))
+    old.touch()
+    assert not old.root.exists()  # a visit alone writes nothing
     for ws in (old, fresh, account):
-        ws.touch()
         fake_model(ws.models_dir, "m")
+        ws.touch()
     past = time.time() - 7200
     for ws in (old, account):
         os.utime(ws.root / ".last-used", (past, past))
