@@ -257,6 +257,12 @@ def test_a_browser_shows_the_sign_in_button_when_space_id_is_set(space):
         button = page.locator("#login")
         button.wait_for(state="visible")
         assert "Sign in" in button.inner_text()
+        button.click()  # Gradio's mock login: back on the page, signed in as the server token's account
+        page.wait_for_function("() => (document.querySelector('#login') || {}).innerText?.includes('Logout')")
+        assert HUB_USER in page.locator("#login").inner_text()
+        page.get_by_role("tab", name="Training", exact=True).click()
+        page.get_by_text("Your models and data").click()
+        page.get_by_text(f"signed in as {HUB_USER}").wait_for()
         browser.close()
 
 
