@@ -17,7 +17,7 @@ class CatalogEntry:
 
     id: str
     display_name: str
-    source: str  # "manifest" or "local"
+    source: str  # "manifest", "local" (the server's store) or "workspace" (the visitor's own, shared mode)
     model: str
     backbone: str | None
     dataset: str | None
@@ -29,7 +29,8 @@ class CatalogEntry:
     def label(self) -> str:
         auroc = self.metrics.get("image_AUROC")
         score = f", image AUROC {100 * auroc:.1f}" if isinstance(auroc, (int, float)) else ""
-        where = "local" if self.source == "local" else ("Hub, cached" if self.cached else "Hub, not cached")
+        where = {"local": "local", "workspace": "yours"}.get(self.source) or (
+            "Hub, cached" if self.cached else "Hub, not cached")
         parts = [p for p in (self.dataset, self.category, self.backbone) if p]
         return f"{self.display_name} [{' / '.join(parts)}{score}] ({where})"
 
@@ -66,8 +67,13 @@ def find_manifest_entry(model_id: str, path: Path | None = None) -> Any | None:
     return None
 
 
-def build_catalog(manifest_path: Path | None = None, store: Path | None = None) -> list[CatalogEntry]:
-    """Manifest models (marked cached or not, without touching the network) plus local models."""
+def build_catalog(manifest_path: Path | None = None, store: Path | None = None,
+                  workspace: Path | None = None) -> list[CatalogEntry]:
+    """Manifest models (marked cached or not, without touching the network) plus local models.
+
+    ``workspace``: a visitor's own model store (``iadbe.workspaces``), listed before the server's store with source
+    ``workspace``, so that an id the visitor also sees among the server's models means their own.
+    """
     from iadbe import hub
     from iadbe.store import list_store
 
@@ -79,12 +85,14 @@ def build_catalog(manifest_path: Path | None = None, store: Path | None = None) 
             location=f"hf://{item.repo_id}/{item.path_in_repo}@{item.revision}".replace("//@", "/@"),
             cached=hub.is_cached(item),
         ))
-    for stored in list_store(store):
-        meta = stored.meta
-        dataset = meta.get("dataset") or {}
-        entries.append(CatalogEntry(
-            id=stored.path.name, display_name=str(meta.get("display_name") or meta.get("model")), source="local",
-            model=str(meta.get("model")), backbone=meta.get("backbone"), dataset=dataset.get("name"),
-            category=dataset.get("category"), metrics=dict(meta.get("metrics") or {}), location=str(stored.path),
-        ))
+    stores = [(workspace, "workspace")] if workspace is not None else []
+    for folder, source in [*stores, (store, "local")]:
+        for stored in list_store(folder):
+            meta = stored.meta
+            dataset = meta.get("dataset") or {}
+            entries.append(CatalogEntry(
+                id=stored.path.name, display_name=str(meta.get("display_name") or meta.get("model")), source=source,
+                model=str(meta.get("model")), backbone=meta.get("backbone"), dataset=dataset.get("name"),
+                category=dataset.get("category"), metrics=dict(meta.get("metrics") or {}), location=str(stored.path),
+            ))
     return entries

@@ -58,3 +58,27 @@ MAX_ZIP_FILES = _env_int("IADBE_MAX_ZIP_FILES", 20_000)
 MAX_ZIP_RATIO = _env_int("IADBE_MAX_ZIP_RATIO", 200)
 
 HF_HUB_OFFLINE = _env_bool("HF_HUB_OFFLINE")
+
+# --------------------------------------------------------------------------- public app (Space) settings
+#: Set by Hugging Face on a Space; the app then defaults to shared mode.
+SPACE_ID = os.environ.get("SPACE_ID", "")
+#: Shared mode: every visitor gets a private workspace (uploads, trained models) and sees only the shared models
+#: (manifest + this server's store) plus their own. Default: on when ``SPACE_ID`` is set, off for a local
+#: ``python app.py`` (single user: every local model is listed, as in the CLI). ``IADBE_SHARED_MODE=0/1`` overrides.
+SHARED_MODE = _env_bool("IADBE_SHARED_MODE", bool(SPACE_ID))
+#: Where visitors' workspaces live (one folder per signed-in account or browser session).
+WORKSPACES_DIR = _env_path("IADBE_WORKSPACES", IADBE_HOME / "workspaces")
+#: An anonymous (browser session) workspace unused for this long is removed (also at the next start).
+WORKSPACE_TTL_S = _env_int("IADBE_WORKSPACE_TTL_S", 24 * 3600)
+#: Disk a visitor's workspace may hold (extracted uploads + trained models).
+WORKSPACE_MAX_BYTES = _env_int("IADBE_WORKSPACE_MAX_BYTES", 2 * 1024**3)
+#: Models a visitor may keep in their workspace.
+WORKSPACE_MAX_MODELS = _env_int("IADBE_WORKSPACE_MAX_MODELS", 5)
+#: The only namespace (user or org) the server's own token (``HF_TOKEN``) may push to for a visitor who gives
+#: no token and is not signed in. Empty (default): the server's token is never used for a visitor's push.
+PUSH_NAMESPACE = os.environ.get("IADBE_PUSH_NAMESPACE", "").strip().strip("/")
+#: Hugging Face OAuth is configured (set on a Space whose README says ``hf_oauth: true``).
+OAUTH_CONFIGURED = bool(os.environ.get("OAUTH_CLIENT_ID"))
+#: Developers only, never on a public server: offer Gradio's local *mock* login (it signs every visitor in as
+#: the account of the server's own token) so the sign-in path can be tried without a Space.
+MOCK_LOGIN = _env_bool("IADBE_MOCK_LOGIN")

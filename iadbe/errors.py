@@ -37,3 +37,11 @@ class SettingsError(IADBEError, ValueError):
 
 class StoreError(IADBEError, OSError):
     """The model store cannot be written (read-only, disk full, ...)."""
+
+
+class QuotaError(IADBEError, PermissionError):
+    """A visitor's workspace limit (disk, number of models, trainings at once) would be exceeded."""
+
+
+class WorkspaceError(IADBEError, LookupError):
+    """A model or folder is not in the visitor's workspace (it does not exist, or it belongs to someone else)."""

@@ -574,11 +574,14 @@ def is_cached(source: ManifestEntry | HubRef | str, *, cache_dir: str | Path | N
 def download_dataset(
     ref: HubRef | str,
     *,
-    token: str | None = None,
+    token: str | bool | None = None,
     cache_dir: str | Path | None = None,
     timeout: float | None = None,
 ) -> Path:
     """Download a dataset repo (``hf://datasets/OWNER/NAME[/PATH][@REVISION]``) into the HF cache.
+
+    ``token``: a token, ``None`` for ``HF_TOKEN`` / the stored login, ``False`` for none at all (a public
+    app downloading for a visitor must not read with the server's own token).
 
     Only images, masks, label/split text files and small metadata are fetched (:data:`DATASET_PATTERNS`).
 
@@ -595,7 +598,7 @@ def download_dataset(
     if hub_ref.repo_type != "dataset":
         raise DatasetError(f"{hub_ref.uri} is not a dataset: use hf://datasets/OWNER/NAME[@REVISION]")
     cache = _cache_dir(cache_dir)
-    tok = _resolve_token(token)
+    tok = None if token is False else _resolve_token(token or None)
     prefix = f"{hub_ref.path_in_repo}/" if hub_ref.path_in_repo else ""
     patterns = [_pattern(prefix) + p for p in DATASET_PATTERNS]
 

@@ -446,7 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
         orgs = [{"name": org, "type": "org"} for org in self.hub.orgs.get(user, [])]
         self._json(200, {
             "type": "user", "id": hashlib.sha1(user.encode()).hexdigest()[:24], "name": user, "fullname": user,
-            "email": None, "orgs": orgs,
+            "email": None, "orgs": orgs, "avatarUrl": f"/avatars/{user}.svg",
             "auth": {"type": "access_token", "accessToken": {"displayName": "tests", "role": "write"}},
         })
 

@@ -371,7 +371,7 @@ def test_push_needs_a_valid_token_and_never_echoes_it(app_server, client, hub_se
     from hub_server import HUB_TOKEN, HUB_USER
 
     repo = f"{HUB_USER}/app-push"
-    with pytest.raises(AppError, match="needs a Hugging Face token"):
+    with pytest.raises(AppError, match="needs your own Hugging Face token"):
         client.predict(FIXTURE_MODEL, repo, False, "", "", api_name="/push")
     wrong = "hf_" + "Wrong" * 7
     with pytest.raises(AppError, match="token missing or invalid") as caught:

@@ -441,6 +441,21 @@ def test_download_dataset_private_and_subfolder(hub_env):
         download_dataset(f"hf://datasets/{repo_id}/bottle@main", cache_dir=hub_env.hf_home / "anon")
 
 
+def test_download_dataset_without_the_servers_token(hub_env):
+    """``token=False`` (the app downloading for a visitor): HF_TOKEN is set but not sent, so a private dataset
+    is refused, even when the server's own earlier download left it in the cache."""
+    repo_id = hub_env.repo_id("operators-private-parts")
+    hub_env.server.seed(repo_id, {"good/0.png": b"\x89PNG fake"}, repo_type="dataset", private=True)
+    assert (download_dataset(f"hf://datasets/{repo_id}") / "good/0.png").is_file()  # with HF_TOKEN
+    hub_env.server.requests.clear()
+    with pytest.raises(HubError, match="not found or private"):
+        download_dataset(f"hf://datasets/{repo_id}", token=False)
+    assert hub_env.server.requests and not any(r.authenticated for r in hub_env.server.requests)
+    public = hub_env.repo_id("public-parts")
+    hub_env.server.seed(public, {"good/0.png": b"\x89PNG fake"}, repo_type="dataset")
+    assert (download_dataset(f"hf://datasets/{public}", token=False) / "good/0.png").is_file()
+
+
 def test_hub_module_stays_light():
     """Importing iadbe.hub must not import torch, anomalib or huggingface_hub's heavy parts eagerly."""
     code = "import sys, iadbe.hub; print(any(m in sys.modules for m in ('torch', 'anomalib')))"

@@ -243,11 +243,53 @@ def entry_label(entry: Any) -> str:
     return f"{DEMO_LABEL} {label}" if is_demo(entry.id) else label
 
 
-def model_choices(local_only: bool = False) -> list[tuple[str, str]]:
-    """(label, model id) of every catalogue model; ids are what ``/predict`` takes."""
+def visitor_workspace(request: Any = None, profile: Any = None) -> Any:
+    """The workspace (``iadbe.workspaces``) of the visitor behind a Gradio request: their signed-in account
+    (``gr.OAuthProfile``), else their browser / API session. Single-user mode: the local user (the store).
+
+    Old anonymous workspaces are removed on the way (at most every ``WORKSPACE_EXPIRE_EVERY_S``).
+    """
+    from iadbe.workspaces import expire_workspaces, identify, open_workspace
+
+    username = getattr(profile, "username", None) or (profile.get("preferred_username") if isinstance(
+        profile, dict) else None)
+    workspace = open_workspace(identify(username, getattr(request, "session_hash", None)))
+    if workspace.private:
+        now = time.monotonic()
+        if now - _LAST_EXPIRY[0] >= WORKSPACE_EXPIRE_EVERY_S:
+            _LAST_EXPIRY[0] = now
+            expire_workspaces()
+        workspace.touch()
+    return workspace
+
+
+#: Anonymous workspaces are checked for expiry at most this often (and at every start).
+WORKSPACE_EXPIRE_EVERY_S = 60
+_LAST_EXPIRY = [-float(WORKSPACE_EXPIRE_EVERY_S)]
+
+
+def visible_catalog(workspace: Any = None) -> list[Any]:
+    """The models a visitor may use: the manifest's and the server store's, plus their own (shared mode).
+    ``workspace`` None: nobody's own models (the page as built before any visitor's request)."""
     from iadbe.catalog import build_catalog
 
-    return [(entry_label(e), e.id) for e in build_catalog() if not local_only or e.source == "local"]
+    own = workspace.models_dir if workspace is not None and workspace.private else None
+    return build_catalog(workspace=own)
+
+
+def own_source(workspace: Any = None) -> str | None:
+    """The catalogue source of the models a visitor owns (may push and delete): their workspace in shared
+    mode, the whole local store in single-user mode."""
+    if workspace is not None:
+        return "workspace" if workspace.private else "local"
+    return None if constants.SHARED_MODE else "local"
+
+
+def model_choices(local_only: bool = False, workspace: Any = None) -> list[tuple[str, str]]:
+    """(label, model id) of every model the visitor may use (``local_only``: only their own); ids are what
+    ``/predict`` takes."""
+    own = own_source(workspace)
+    return [(entry_label(e), e.id) for e in visible_catalog(workspace) if not local_only or e.source == own]
 
 
 def default_model(choices: list[tuple[str, str]]) -> str | None:
@@ -258,28 +300,36 @@ def default_model(choices: list[tuple[str, str]]) -> str | None:
     return next((i for i in ids if not is_demo(i)), ids[0] if ids else None)
 
 
-def resolve_model(value: Any) -> str:
-    """Check that ``value`` names a catalogue model (id, location or label); return what ``load_model`` takes.
+def resolve_model(value: Any, workspace: Any = None, own_only: bool = False) -> str:
+    """Check that ``value`` names a model the visitor may use (id, location or label); return what
+    ``load_model`` takes.
 
     Local models resolve to their directory, manifest models to their id (so the download is verified
-    against the manifest's checksums). Anything else is refused: the app never loads arbitrary paths.
+    against the manifest's checksums). Anything else is refused: the app never loads arbitrary paths, and
+    another visitor's model is not in this visitor's catalogue, so its id or path is refused the same way.
+    ``own_only``: only the visitor's own models (pushing, deleting).
     """
-    from iadbe.catalog import build_catalog
-
     text = str(value or "").strip()
     if not text:
         raise fail("Pick a model first (the Models tab lists them; train one in the Training tab).")
-    for entry in build_catalog():
+    own = own_source(workspace)
+    for entry in visible_catalog(workspace):
+        if own_only and entry.source != own:
+            continue
         if text in (entry.id, entry.location, entry_label(entry), entry.label()):
-            return entry.location if entry.source == "local" else entry.id
+            return entry.location if entry.source in ("local", "workspace") else entry.id
+    if own_only:
+        raise fail(f"{text!r} is not one of your models: only models you trained here can be published or "
+                   "deleted.", title="Not your model")
     raise fail(f"Unknown model {text!r}: use a model id from the Models tab (or the /models endpoint).")
 
 
-def dropdown_update(value: Any = None, local_only: bool = False, multiselect: bool = False) -> Any:
+def dropdown_update(value: Any = None, local_only: bool = False, multiselect: bool = False,
+                    workspace: Any = None) -> Any:
     """A ``gr.update`` refreshing a model dropdown's choices (keeping ``value`` when it still exists)."""
     import gradio as gr
 
-    choices = model_choices(local_only)
+    choices = model_choices(local_only, workspace)
     ids = {v for _, v in choices}
     if multiselect:
         kept = [v for v in (value or []) if v in ids]

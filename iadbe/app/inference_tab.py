@@ -27,6 +27,7 @@ from iadbe.app.common import (
     uploaded_path,
     user_errors,
     view_dir,
+    visitor_workspace,
 )
 
 BACKENDS = ["auto", "torch", "openvino"]
@@ -34,10 +35,11 @@ VIEWS = ("heatmap", "mask", "contours")
 
 
 # --------------------------------------------------------------------------- helpers
-def _load(model_id: Any, backend: str) -> Any:
+def _load(model_id: Any, backend: str, workspace: Any = None) -> Any:
+    """The model, if the visitor may use it (shared models and their own: ``common.resolve_model``)."""
     from iadbe.inference import load_model
 
-    return load_model(resolve_model(model_id), backend=str(backend or "auto"))
+    return load_model(resolve_model(model_id, workspace), backend=str(backend or "auto"))
 
 
 def for_display(prediction: Any, max_side: int = DISPLAY_MAX_SIDE) -> Any:
@@ -107,7 +109,8 @@ def _check_threshold(threshold: Any) -> float:
 # --------------------------------------------------------------------------- single image
 @user_errors
 def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: float,
-            false_alarm_percent: Any = None) -> tuple:
+            false_alarm_percent: Any = None, request: gr.Request = None,
+            profile: gr.OAuthProfile | None = None) -> tuple:
     """``/predict``: (original, heatmap, mask, contours, score, label, run info, details, state).
 
     ``false_alarm_percent``: the share of good parts (%) that may be flagged, read off the model's
@@ -118,7 +121,7 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
     if not path:
         raise fail("Upload an image first (or click one of the examples).")
     threshold = _check_threshold(threshold)
-    model = _load(model_id, backend)
+    model = _load(model_id, backend, visitor_workspace(request, profile))
     rate = _percent(false_alarm_percent) if false_alarm_percent not in (None, "", 0) else None
     prediction = model.predict(path, threshold=threshold, names=[original_name(image)], false_alarm_rate=rate)[0]
     shown = for_display(prediction)
@@ -156,6 +159,7 @@ def rerender(state: Any, threshold: float, opacity: float) -> tuple:
 # --------------------------------------------------------------------------- batch
 @user_errors
 def predict_batch(files: Any, model_id: Any, backend: str, threshold: float, opacity: float,
+                  request: gr.Request = None, profile: gr.OAuthProfile | None = None,
                   progress: Any = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
     """``/predict_batch``: (gallery, table rows, zip path, summary)."""
     from iadbe.errors import ImageError
@@ -166,7 +170,7 @@ def predict_batch(files: Any, model_id: Any, backend: str, threshold: float, opa
     if len(paths) > MAX_BATCH_FILES:
         raise fail(f"{len(paths)} files: at most {MAX_BATCH_FILES} per batch.")
     threshold = _check_threshold(threshold)
-    model = _load(model_id, backend)
+    model = _load(model_id, backend, visitor_workspace(request, profile))
     out = request_dir("batch")
     rows, gallery, failed = [], [], []
     for index, (value, path) in enumerate(zip(files, paths, strict=True)):
@@ -222,7 +226,8 @@ BATCH_HEADERS = ["file", "score", "label", "ms", "error"]
 
 # --------------------------------------------------------------------------- compare
 @user_errors
-def compare(image: Any, model_ids: Any, backend: str, threshold: float, opacity: float) -> tuple:
+def compare(image: Any, model_ids: Any, backend: str, threshold: float, opacity: float, request: gr.Request = None,
+            profile: gr.OAuthProfile | None = None) -> tuple:
     """``/compare``: (gallery of one panel per model, table rows)."""
     from iadbe.render import render_prediction
 
@@ -233,9 +238,12 @@ def compare(image: Any, model_ids: Any, backend: str, threshold: float, opacity:
     if len(ids) < 2:
         raise fail("Pick at least two models to compare.")
     threshold = _check_threshold(threshold)
+    workspace = visitor_workspace(request, profile)
+    for model_id in ids:
+        resolve_model(model_id, workspace)  # every model is checked before any runs
     gallery, rows = [], []
     for model_id in ids:
-        model = _load(model_id, backend)
+        model = _load(model_id, backend, workspace)
         prediction = model.predict(path, threshold=threshold, names=[original_name(image)])[0]
         views = render_prediction(for_display(prediction, DISPLAY_MAX_SIDE // 2), opacity)
         caption = f"{model_id}: {prediction.label_text} ({prediction.score:.3f}), {_run_info(prediction)}"

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from iadbe.app.common import DEMO_LABEL, user_errors
+from iadbe.app.common import DEMO_LABEL, user_errors, visible_catalog, visitor_workspace
 
 CATALOG_HEADERS = ["id", "model", "dataset", "backbone", "source", "cached", "image AUROC", "pixel AUROC",
                    "note", "location"]
@@ -19,14 +19,15 @@ def _percent(metrics: dict[str, Any], key: str) -> float | None:
 
 
 @user_errors
-def catalog_rows() -> list[list[Any]]:
-    """``/models``: one row per catalogue model (the same as ``iadbe models``)."""
-    from iadbe.catalog import build_catalog
+def catalog_rows(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> list[list[Any]]:
+    """``/models``: one row per model the visitor may use (the shared ones and their own; single-user mode:
+    the same as ``iadbe models``)."""
     from iadbe.demo import is_demo
 
     return [[e.id, e.display_name, f"{e.dataset or '-'}/{e.category or '-'}", e.backbone or "-", e.source,
              "yes" if e.cached else "no", _percent(e.metrics, "image_AUROC"), _percent(e.metrics, "pixel_AUROC"),
-             DEMO_LABEL if is_demo(e.id) else "", e.location] for e in build_catalog()]
+             DEMO_LABEL if is_demo(e.id) else "", e.location]
+            for e in visible_catalog(visitor_workspace(request, profile))]
 
 
 @user_errors

@@ -69,19 +69,29 @@ def blocked_paths() -> list[str]:
 
     from iadbe import constants
 
-    paths = [constants.MODEL_STORE, uploads_root().parent, Path(hf_constants.HF_HOME),
+    paths = [constants.MODEL_STORE, uploads_root().parent, constants.WORKSPACES_DIR, Path(hf_constants.HF_HOME),
              Path(hf_constants.HF_TOKEN_PATH)]
     return sorted({str(Path(p).expanduser().absolute()) for p in paths})
 
 
 def _clean_leftovers() -> None:
-    """Staging folders of trainings killed before this start, and uploads of sessions that no longer exist."""
+    """Staging folders of trainings killed before this start, uploads of sessions that no longer exist, and
+    anonymous workspaces unused for longer than ``IADBE_WORKSPACE_TTL_S``."""
+    from iadbe import constants
     from iadbe.store import clean_partials
+    from iadbe.workspaces import expire_workspaces
 
-    try:
-        removed = clean_partials()
-    except OSError:
-        removed = 0
+    log = logging.getLogger("iadbe.app")
+    stores = [None, *sorted(Path(constants.WORKSPACES_DIR).glob("*/models"))]
+    removed = 0
+    for store in stores:
+        try:
+            removed += clean_partials(store)
+        except OSError:
+            continue
     if removed:
-        logging.getLogger("iadbe.app").info("removed %d unfinished model folder(s) from the store", removed)
+        log.info("removed %d unfinished model folder(s) from the store", removed)
     clear_all_uploads()
+    expired = expire_workspaces()
+    if expired:
+        log.info("removed %d expired anonymous workspace(s)", len(expired))

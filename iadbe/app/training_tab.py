@@ -4,6 +4,13 @@ Training is ``iadbe.training.train(...)``. It writes the model directory in a st
 into the store only at the very end, so a cancelled or crashed run leaves nothing behind; this module
 writes nothing else before the run has succeeded.
 
+Ownership (``iadbe.workspaces``): in shared mode an upload is extracted into the visitor's workspace and
+a model is trained into it, after the quota checks; only its owner lists, pushes or deletes it. Trainings
+wait in one queue (one running at a time, one per visitor), the waiting ones told their place.
+
+Pushing never uses the server's own token for a visitor, except into ``IADBE_PUSH_NAMESPACE`` when the
+operator set it: the visitor's pasted token, else their Hugging Face sign-in (``gr.OAuthToken``).
+
 Cancelling: Gradio's ``cancels=`` stops the event, but a function already running in a worker thread
 keeps running. So the Cancel button also sets a flag for the user's session, and the progress callback
 given to ``train`` raises :class:`TrainingCancelled` at its next call (every training batch, validation
@@ -13,8 +20,8 @@ and test chunk); training stops there and the staging folder is removed.
 from __future__ import annotations
 
 import math
-import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +41,16 @@ from iadbe.app.common import (
     server_folder,
     session_upload_dir,
     user_errors,
+    visitor_workspace,
 )
+from iadbe.workspaces import TrainingQueue
 
 METRIC_HEADERS = ["metric", "value (%)"]
 GALLERY_IMAGES = 4
 
-_TRAIN_LOCK = threading.Lock()  # one training at a time in this process (also after a cancel)
+TRAINING_QUEUE = TrainingQueue()  # one training at a time in this process (also after a cancel), one per visitor
+#: Training requests Gradio runs at once: one trains, the others wait in TRAINING_QUEUE and show their place.
+TRAINING_WAITERS = 4
 _FLAGS: dict[str, threading.Event] = {}
 _FLAGS_LOCK = threading.Lock()
 
@@ -53,43 +64,58 @@ def _session(request: gr.Request | None) -> str:
 
 
 # --------------------------------------------------------------------------- dataset
-def dataset_root(dataset_zip: Any, dataset_path: Any, request: Any = None) -> str | Path:
+def dataset_root(dataset_zip: Any, dataset_path: Any, request: Any = None, workspace: Any = None) -> str | Path:
     """The dataset argument for the library: an uploaded zip (extracted safely into this session's upload
-    folder), a folder under the app's data roots, or a Hub dataset (downloaded)."""
+    folder, or the visitor's workspace in shared mode), a folder under the app's data roots, or a Hub dataset
+    (downloaded; in shared mode without the server's token)."""
     uploaded = file_path(dataset_zip)
     text = str(dataset_path or "").strip()
     if uploaded:
-        return _extract_upload(Path(uploaded), request)
+        return _extract_upload(Path(uploaded), request, workspace)
     if text.startswith("hf://"):
         from iadbe.hub import download_dataset
 
-        return download_dataset(text)
+        private = workspace is not None and workspace.private
+        return download_dataset(text, token=False if private else None)
     if text:
         return server_folder(text)
     raise fail("Upload a dataset zip, or type a folder on the server or hf://datasets/OWNER/NAME.")
 
 
-def _extract_upload(uploaded: Path, request: Any) -> Path:
-    """The dataset folder inside an uploaded zip, extracted once per session (``/inspect`` then ``/train``)."""
+def _extract_upload(uploaded: Path, request: Any, workspace: Any = None) -> Path:
+    """The dataset folder inside an uploaded zip, extracted once per session (``/inspect`` then ``/train``).
+    In shared mode it goes into the visitor's workspace, after checking it fits their quota."""
     import hashlib
 
     from iadbe.data import resolve_dataset_root
 
     key = hashlib.sha256(str(uploaded).encode()).hexdigest()[:20]  # Gradio names uploads by their content
-    return resolve_dataset_root(uploaded, extract_dir=session_upload_dir(request) / key)
+    if workspace is None or not workspace.private:
+        return resolve_dataset_root(uploaded, extract_dir=session_upload_dir(request) / key)
+    destination = workspace.uploads_dir / key
+    if not destination.exists():
+        workspace.check_upload(uploaded)  # QuotaError before anything is unpacked
+    return resolve_dataset_root(uploaded, extract_dir=destination)
 
 
 def end_session(request: gr.Request) -> None:
-    """``demo.unload``: the session is over, its extracted uploads go."""
+    """``demo.unload``: the session is over, its extracted uploads go (an anonymous workspace's too)."""
     clear_session_uploads(request)
+    try:
+        workspace = visitor_workspace(request)
+    except Exception:  # noqa: BLE001 - no session, nothing of it to clear
+        return
+    if workspace.visitor.anonymous:
+        workspace.clear_uploads()
 
 
 @user_errors
-def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any, request: gr.Request = None) -> str:
+def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any, request: gr.Request = None,
+                    profile: gr.OAuthProfile | None = None) -> str:
     """``/inspect``: the detection report of the dataset (layout, counts, masks, how val is built)."""
     from iadbe.data import load_dataset
 
-    root = dataset_root(dataset_zip, dataset_path, request)
+    root = dataset_root(dataset_zip, dataset_path, request, visitor_workspace(request, profile))
     return load_dataset("folder", root, str(category or "").strip() or None).report()
 
 
@@ -122,8 +148,9 @@ def _number(value: Any, what: str) -> int | None:
 @user_errors
 def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, backbone: Any, image_size: Any,
                 max_epochs: Any, max_train_images: Any, name: Any, max_train_minutes: Any = 0,
-                false_alarm_percent: Any = None,
-                request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+                false_alarm_percent: Any = None, request: gr.Request = None,
+                profile: gr.OAuthProfile | None = None,
+                progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result, validation score
     histogram, test confusion rows). ``false_alarm_percent``: the share of good parts (in %) the threshold
     may flag; empty = the library's default."""
@@ -137,14 +164,24 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")
-    check_writable()  # a read-only or full store is reported now, not after the whole training
-    root = dataset_root(dataset_zip, dataset_path, request)
+    workspace = visitor_workspace(request, profile)
+    model_name = str(name or "").strip() or None
+    out = _workspace_target(workspace, detector, model_name)
+    root = dataset_root(dataset_zip, dataset_path, request, workspace)  # an upload over the quota stops here
+    check_writable(out.parent if out else None)  # a read-only or full store is reported now, not after training
     key, flag = _session(request), threading.Event()
-    with _FLAGS_LOCK:
-        _FLAGS[key] = flag
-    try:
-        progress(0.0, desc="waiting for the previous training to finish")
-        with _TRAIN_LOCK:
+    place = workspace.visitor.key if workspace.private else key  # single-user mode: every tab may queue
+    with TRAINING_QUEUE.place(place) as ticket:  # QuotaError: this visitor already has one queued or running
+        with _FLAGS_LOCK:
+            _FLAGS[key] = flag
+        try:
+            def waiting(ahead: int) -> None:
+                if flag.is_set():
+                    raise TrainingCancelled
+                progress(0.0, desc=f"queued: {ahead} training(s) ahead of yours")
+
+            progress(0.0, desc="waiting for the previous training to finish")
+            ticket.wait(waiting)
             if flag.is_set():
                 raise TrainingCancelled
 
@@ -156,13 +193,14 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
             result = train(detector, "folder", root, category=str(category or "").strip() or None,
                            backbone=str(backbone or "").strip() or None, image_size=size, max_epochs=epochs,
                            max_train_images=limit, max_train_minutes=time_cap,
-                           name=str(name or "").strip() or None, progress=report, false_alarm_rate=rate)
-    except TrainingCancelled:
-        raise fail("Training cancelled: nothing was written to the model store.", title="Cancelled") from None
-    finally:
-        with _FLAGS_LOCK:
-            if _FLAGS.get(key) is flag:
-                del _FLAGS[key]
+                           name=out.name if out else model_name, out=out, progress=report,
+                           false_alarm_rate=rate)
+        except TrainingCancelled:
+            raise fail("Training cancelled: nothing was written to the model store.", title="Cancelled") from None
+        finally:
+            with _FLAGS_LOCK:
+                if _FLAGS.get(key) is flag:
+                    del _FLAGS[key]
     rows = [[metric, round(100 * value, 2) if math.isfinite(value) else None]
             for metric, value in result.metrics.items()]
     epochs_trained = result.meta.get("epochs_trained")
@@ -193,6 +231,20 @@ def _histogram(result: Any) -> Any:
         return validation_histogram(result.meta)
     except (ValueError, KeyError):
         return None
+
+
+def _workspace_target(workspace: Any, detector: str, name: str | None) -> Path | None:
+    """Where a visitor's model goes in shared mode (None: the store, as the library chooses), after the quota
+    and name checks."""
+    from iadbe.store import safe_name
+
+    if not workspace.private:
+        return None
+    workspace.check_model_slot()  # QuotaError: too many models or too much disk
+    folder = safe_name(name or f"{detector}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if (workspace.models_dir / folder).exists():
+        raise fail(f"You already have a model named {folder!r}: choose another name or delete that one first.")
+    return workspace.models_dir / folder
 
 
 def _test_gallery(result: Any) -> list[tuple[str, str]]:
@@ -234,21 +286,27 @@ def cancel_training(request: gr.Request) -> str:
 
 # --------------------------------------------------------------------------- push
 @user_errors
-def push(model_id: Any, repo_id: Any, private: Any, token: Any, path_in_repo: Any) -> tuple[str, str]:
-    """``/push``: publish a local model to the Hub in one commit; returns (message, "" for the token box)."""
+def push(model_id: Any, repo_id: Any, private: Any, token: Any, path_in_repo: Any, request: gr.Request = None,
+         profile: gr.OAuthProfile | None = None, oauth_token: gr.OAuthToken | None = None) -> tuple[str, str]:
+    """``/push``: publish one of the visitor's own models to the Hub in one commit; returns (message, "" for
+    the token box).
+
+    The token is the one pasted, else the visitor's Hugging Face sign-in. The server's own token is used only
+    when the operator allowed a namespace (``IADBE_PUSH_NAMESPACE``), and then only for repos inside it.
+    """
+    from iadbe import constants
     from iadbe.errors import IADBEError
     from iadbe.hub import push_model
 
-    secret = str(token or "").strip() or None
+    secret = str(token or "").strip() or getattr(oauth_token, "token", None) or None
     repo = str(repo_id or "").strip()
     if not repo:
         raise fail("Type the repo id (OWNER/NAME) to publish to.")
-    location = Path(resolve_model(model_id))
+    location = Path(resolve_model(model_id, visitor_workspace(request, profile), own_only=True))
     if not location.is_dir():
         raise fail("Only models of the local store can be pushed (this one comes from the Hub).")
-    if secret is None and not _server_token():
-        raise fail("Pushing needs a Hugging Face token with write access: paste one in the token field "
-                       "(it is not stored or shown) or set HF_TOKEN on the server.", title="No token")
+    if secret is None:
+        _check_server_push(repo, constants.PUSH_NAMESPACE)
     try:
         result = push_model(location, repo, private=bool(private), path_in_repo=str(path_in_repo or "").strip(),
                             token=secret)
@@ -261,9 +319,70 @@ def push(model_id: Any, repo_id: Any, private: Any, token: Any, path_in_repo: An
     return message, ""
 
 
+def _check_server_push(repo: str, namespace: str) -> None:
+    """A push without the visitor's token may use the server's token only into the operator's namespace."""
+    if not namespace:
+        raise fail("Pushing needs your own Hugging Face token with write access: sign in with Hugging Face, or "
+                   "paste a token in the token field (it is not stored or shown). This app never pushes with "
+                   "the server's token.", title="No token")
+    if repo.split("/", 1)[0] != namespace or repo.count("/") != 1:
+        raise fail(f"Without your own token this app publishes only into {namespace}/... (the operator's "
+                   "namespace): sign in with Hugging Face or paste a token to push elsewhere.", title="Not allowed")
+    if not _server_token():
+        raise fail(f"This server has no token of its own to publish into {namespace}/: sign in with Hugging Face "
+                   "or paste a token.", title="No token")
+
+
+def push_note() -> str:
+    """What the push form says about tokens (the operator's namespace, when allowed)."""
+    from iadbe import constants
+
+    note = ("Publishes with **your** token: the one you paste (never stored or shown), else your Hugging Face "
+            "sign-in. The server's own token is never used for your pushes")
+    namespace = constants.PUSH_NAMESPACE
+    if namespace:
+        return note + f", except into `{namespace}/...`, which the operator opened to everyone."
+    return note + "."
+
+
+# --------------------------------------------------------------------------- the visitor's own models and data
+@user_errors
+def delete_model(model_id: Any, request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> str:
+    """``/delete_model``: remove one of the visitor's own models (single-user mode: a model of the store)."""
+    workspace = visitor_workspace(request, profile)
+    location = Path(resolve_model(model_id, workspace, own_only=True))
+    workspace.delete_model(location.name)
+    return f"Deleted your model **{location.name}**."
+
+
+@user_errors
+def delete_data(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> str:
+    """``/delete_data``: remove the visitor's extracted dataset uploads."""
+    workspace = visitor_workspace(request, profile)
+    clear_session_uploads(request)
+    workspace.clear_uploads()
+    return "Deleted your uploaded data."
+
+
+@user_errors
+def workspace_status(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> str:
+    """``/workspace``: whose workspace this is, what it holds and its limits."""
+    from iadbe import constants
+
+    workspace = visitor_workspace(request, profile)
+    models = workspace.model_ids()
+    if not workspace.private:
+        return f"Single-user mode: every model of the local store ({len(models)}) is yours."
+    who = (f"signed in as **{workspace.visitor.name}**" if workspace.visitor.kind == "account" else
+           f"not signed in: kept for this browser session, removed {constants.WORKSPACE_TTL_S / 3600:g} h "
+           "after its last use")
+    return (f"Your workspace ({who}): {len(models)} of {constants.WORKSPACE_MAX_MODELS} models, "
+            f"{workspace.usage_bytes() / 2**20:.1f} of {constants.WORKSPACE_MAX_BYTES / 2**20:.0f} MB. "
+            "Only you can list, use, publish or delete what you upload and train here; everyone sees the "
+            "shared models.")
+
+
 def _server_token() -> bool:
-    if os.environ.get("HF_TOKEN"):
-        return True
     try:
         from huggingface_hub import get_token
 
@@ -313,25 +432,39 @@ def build() -> dict[str, Any]:
     result = gr.JSON(label="result", visible=False)
     with gr.Accordion("Publish a model to the Hugging Face Hub", open=False):
         with gr.Row():
-            push_model_id = gr.Dropdown(choices=model_choices(local_only=True), label="local model",
+            push_model_id = gr.Dropdown(choices=model_choices(local_only=True), label="your model",
                                         allow_custom_value=True)
             repo_id = gr.Textbox(label="repo id (OWNER/NAME)")
             path_in_repo = gr.Textbox(label="folder in the repo (optional)")
         with gr.Row():
             private = gr.Checkbox(label="private (when the repo is created)")
             token = gr.Textbox(label="token", type="password",
-                               placeholder="hf_... (or set HF_TOKEN on the server); never stored or shown")
+                               placeholder="hf_... (or sign in with Hugging Face); never stored or shown")
             push_button = gr.Button("Push")
+        gr.Markdown(push_note())
         push_status = gr.Markdown(label="push result")
+    with gr.Accordion("Your models and data", open=False):
+        own_status = gr.Markdown()
+        with gr.Row():
+            own_model = gr.Dropdown(choices=model_choices(local_only=True), label="your model",
+                                    allow_custom_value=True)
+            delete_button = gr.Button("Delete model", variant="stop")
+            delete_data_button = gr.Button("Delete my uploaded data", variant="stop")
+        own_result = gr.Markdown()
 
     inspect.click(inspect_dataset, [dataset_zip, dataset_path, category], report, api_name="inspect",
                   concurrency_limit=1, concurrency_id="inspect")
     job = start.click(train_model, [dataset_zip, dataset_path, category, model, backbone, image_size, max_epochs,
                                     max_train, name, max_minutes, false_alarms],
                       [status, metrics, report, samples, result, histogram, confusion],
-                      api_name="train", concurrency_limit=1, concurrency_id="train")
+                      api_name="train", concurrency_limit=TRAINING_WAITERS, concurrency_id="train")
     stop.click(cancel_training, None, status, cancels=[job], api_name="cancel", concurrency_limit=None,
                concurrency_id="cancel")
     push_button.click(push, [push_model_id, repo_id, private, token, path_in_repo], [push_status, token],
                       api_name="push", concurrency_limit=1, concurrency_id="push")
-    return {"job": job, "model": model, "backbone": backbone, "push_model": push_model_id}
+    deleted = delete_button.click(delete_model, own_model, own_result, api_name="delete_model")
+    cleared = delete_data_button.click(delete_data, None, own_result, api_name="delete_data")
+    for event in (deleted, cleared, job):
+        event.then(workspace_status, None, own_status, api_visibility="private", show_progress="hidden")
+    return {"job": job, "model": model, "backbone": backbone, "push_model": push_model_id, "own_model": own_model,
+            "own_status": own_status, "deleted": deleted}

@@ -2,7 +2,12 @@
 
 API endpoints (``gradio_client``), all with stable names: ``/predict``, ``/rerender``, ``/predict_batch``,
 ``/compare``, ``/inspect``, ``/train``, ``/cancel``, ``/push``, ``/models``, ``/models_all``, ``/benchmark``,
-``/benchmark_results``, ``/benchmark_result``, ``/refresh_models`` and ``/status`` (the demo model's build).
+``/benchmark_results``, ``/benchmark_result``, ``/refresh_models``, ``/status`` (the demo model's build),
+``/delete_model``, ``/delete_data`` and ``/workspace``.
+
+In shared mode (a public Space) every handler that lists or uses models asks ``common.visitor_workspace``
+whose request it is: the visitor sees the shared models plus their own. A "Sign in with Hugging Face"
+button is offered when the Space has OAuth (``hf_oauth: true``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from typing import Any
 import gradio as gr
 
 from iadbe.app import benchmark_tab, inference_tab, models_tab, startup, training_tab
-from iadbe.app.common import DEMO_LABEL, dropdown_update, logger, user_errors
+from iadbe import constants
+from iadbe.app.common import DEMO_LABEL, dropdown_update, logger, user_errors, visitor_workspace
 
 INTRO = f"""\
 # IADBE: industrial anomaly detection
@@ -35,18 +41,31 @@ def _examples() -> list[Path]:
 
 
 @user_errors
-def refresh_models(model: Any, compare_models: Any, push_model: Any) -> tuple:
-    """``/refresh_models``: fresh choices for the three model dropdowns (values kept when still there)."""
-    return (dropdown_update(model), dropdown_update(compare_models, multiselect=True),
-            dropdown_update(push_model, local_only=True))
+def refresh_models(model: Any, compare_models: Any, push_model: Any, own_model: Any = None,
+                   request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> tuple:
+    """``/refresh_models``: fresh choices for the model dropdowns (values kept when still there): the models
+    the visitor may use, and for publishing and deleting, their own."""
+    workspace = visitor_workspace(request, profile)
+    return (dropdown_update(model, workspace=workspace),
+            dropdown_update(compare_models, multiselect=True, workspace=workspace),
+            dropdown_update(push_model, local_only=True, workspace=workspace),
+            dropdown_update(own_model, local_only=True, workspace=workspace))
 
 
 @user_errors
-def poll_status(model: Any, compare_models: Any, push_model: Any) -> tuple:
+def poll_status(model: Any, compare_models: Any, push_model: Any, own_model: Any = None,
+                request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> tuple:
     """``/status``: the background setup's status; when it is done, stop polling and refresh the lists."""
     if startup.STATUS.busy:
-        return (startup.STATUS.markdown(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
-    return (startup.STATUS.markdown(), gr.Timer(active=False), *refresh_models(model, compare_models, push_model))
+        return (startup.STATUS.markdown(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    return (startup.STATUS.markdown(), gr.Timer(active=False),
+            *refresh_models(model, compare_models, push_model, own_model, request, profile))
+
+
+def offers_login() -> bool:
+    """Show "Sign in with Hugging Face": shared mode on a Space with OAuth, or Gradio's mock login for a
+    developer who asked for it (``IADBE_MOCK_LOGIN``; it signs everyone in as the server's account)."""
+    return constants.SHARED_MODE and (constants.OAUTH_CONFIGURED or constants.MOCK_LOGIN)
 
 
 @user_errors
@@ -65,6 +84,8 @@ def build_app() -> gr.Blocks:
     examples = _examples()
     with gr.Blocks(title="IADBE", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown(INTRO)
+        if offers_login():
+            gr.LoginButton(elem_id="login")
         status = gr.Markdown(startup.STATUS.markdown(), label="status")
         timer = gr.Timer(2.0, active=startup.STATUS.busy)
         with gr.Tab("Inference"):
@@ -76,15 +97,18 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Benchmark"):
             benchmark_tab.build()
 
-        dropdowns = [inference["model"], inference["compare_models"], training["push_model"]]
+        dropdowns = [inference["model"], inference["compare_models"], training["push_model"], training["own_model"]]
         inference["refresh"].click(refresh_models, dropdowns, dropdowns, api_name="refresh_models")
         training["job"].then(refresh_models, dropdowns, dropdowns, api_visibility="private")
+        training["deleted"].then(refresh_models, dropdowns, dropdowns, api_visibility="private")
         timer.tick(poll_status, dropdowns, [status, timer, *dropdowns], api_visibility="private",
                    show_progress="hidden")
         gr.api(startup.describe, api_name="status")
         demo.load(lambda: (startup.STATUS.markdown(), gr.Timer(active=startup.STATUS.busy)), None, [status, timer],
                   api_visibility="private", show_progress="hidden")
         demo.load(refresh_models, dropdowns, dropdowns, api_visibility="private", show_progress="hidden")
+        demo.load(training_tab.workspace_status, None, training["own_status"], api_name="workspace",
+                  show_progress="hidden")
         demo.load(training_choices, [training["model"], training["backbone"]],
                   [training["model"], training["backbone"]], api_visibility="private", show_progress="hidden")
         demo.load(models_tab.catalog_rows, None, models["catalog"], api_visibility="private", show_progress="hidden")
