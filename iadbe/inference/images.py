@@ -52,7 +52,8 @@ def load_image(source: ImageInput, name: str | None = None) -> np.ndarray:
 def _decode(handle: Any, label: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clearer message
+    # Pillow's own guard stays on (it protects every other decode in the process: Gradio's, anomalib's):
+    # it refuses images above twice Image.MAX_IMAGE_PIXELS; ours, usually lower, says more.
     try:
         image = Image.open(handle)
         width, height = image.size
@@ -64,6 +65,9 @@ def _decode(handle: Any, label: str) -> np.ndarray:
         image.load()
     except ImageError:
         raise
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{label}: too many pixels, a possible decompression bomb ({error}); "
+                         "downscale the image first") from None
     except UnidentifiedImageError:
         kind = _format_from_magic(handle)
         if kind:
