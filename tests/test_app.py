@@ -261,22 +261,55 @@ def test_connect_keeps_tls_verification_and_answers_like_a_plain_client(app_serv
     assert Image.open(shared[1]).size == Image.open(plain[1]).size
 
 
-def test_connect_polls_for_results_every_few_ms(monkeypatch):
-    """gradio_client sleeps 50 ms between looks at its received messages; connect() caps its sleeps."""
+def test_connect_changes_nothing_in_gradio_client(app_server):
+    """connect() once patched gradio_client.utils.time for the whole process (issue 16); now only the client
+    it returns differs: its message queues wake the waiting call."""
     import time
+
+    from gradio_client import Client, utils
+
+    from iadbe.app.client import _WakingQueues, connect
+
+    fast = connect(app_server.url)
+    assert utils.time is time
+    assert isinstance(fast.pending_messages_per_event, _WakingQueues)
+    plain = Client(app_server.url, verbose=False)
+    assert type(plain.pending_messages_per_event) is dict and utils.time is time
+
+
+def test_a_result_is_picked_up_as_it_arrives(monkeypatch):
+    """gradio_client's wait loop sleeps 50 ms whenever its queue is empty; with the queues of connect()'s
+    client the message wakes it, and it never reaches that sleep."""
+    import threading
+    import time
+    from collections import deque
+    from types import SimpleNamespace
 
     from gradio_client import utils
 
-    from iadbe.app import client as client_module
+    from iadbe.app.client import _WakingQueues
 
-    client_module.poll_results_faster()
-    client_module.poll_results_faster()  # idempotent
-    slept = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    utils.time.sleep(0.05)
-    utils.time.sleep(0.0005)
-    assert slept == [client_module.POLL_INTERVAL_S, 0.0005]
-    assert utils.time.monotonic is time.monotonic  # everything else is the time module
+    slept: list[float] = []
+    monkeypatch.setattr(utils, "time", SimpleNamespace(sleep=lambda s: (slept.append(s), time.sleep(0.001))))
+    message = {"msg": "process_completed", "event_id": "e", "success": True, "output": {"data": [1]}}
+
+    def wait_for_result(queues: dict) -> tuple[list, list[float]]:
+        slept.clear()
+        queues.setdefault("e", deque())
+        helper = utils.Communicator(threading.Lock(), utils.JobStatus(), lambda *x: x, "")
+        done: list = []
+        waiter = threading.Thread(target=lambda: done.append(
+            utils.stream_sse_v1plus(helper, queues, threading.Lock(), "e", "sse_v3")))
+        waiter.start()
+        time.sleep(0.2)  # the waiter is now inside its wait loop
+        queues["e"].append(message)
+        waiter.join(10)
+        return done, list(slept)
+
+    done, plain_sleeps = wait_for_result({})
+    assert done and plain_sleeps  # the plain queue polls with sleeps
+    done, waking_sleeps = wait_for_result(_WakingQueues())
+    assert done and done[0]["data"] == [1] and waking_sleeps == []
 
 
 def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_path):
