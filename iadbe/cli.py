@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--max-train-images", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--manifest", help="manifest to update (default: the shipped models_manifest.yaml)")
+    p.add_argument("--manifest", help="manifest to update (default: the shipped iadbe/models_manifest.yaml)")
     p.add_argument("--work-dir", help="where trained models wait for their push (default: IADBE_HOME/zoo)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.set_defaults(func=cmd_zoo)
