@@ -487,7 +487,9 @@ def test_demo_model_builds_in_about_a_minute(tmp_path, monkeypatch):
     from iadbe.inference import load_model
 
     examples = demo_examples()  # what the app offers to click: each defect comes out anomalous, each good normal
-    labels = {p.name: pred.label_text for p, pred in zip(examples, load_model(model_dir).predict(examples))}
+    predictions = load_model(model_dir).predict(examples)
+    print("demo examples:", {p.name: round(pred.score, 3) for p, pred in zip(examples, predictions)})
+    labels = {p.name: pred.label_text for p, pred in zip(examples, predictions)}
     assert labels == {p.name: "anomalous" if p.parent.name == "defect" else "normal" for p in examples}
     assert ensure_demo_model() == model_dir  # cached: no second training
 
