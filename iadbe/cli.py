@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("predict", help="predict images; writes overlays, masks and predictions.csv")
+    p = sub.add_parser("predict", help="predict images; writes overlays, binary masks (0/255) and predictions.csv "
+                                       "(each file's path as given, and the names of the files written for it)")
     p.add_argument("--model", required=True, help="model directory, store name, manifest id or hf:// reference")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--max-train-images", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--manifest", help="manifest to update (default: the shipped models_manifest.yaml)")
+    p.add_argument("--manifest", help="manifest to update (default: the shipped iadbe/models_manifest.yaml)")
     p.add_argument("--work-dir", help="where trained models wait for their push (default: IADBE_HOME/zoo)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.set_defaults(func=cmd_zoo)
@@ -275,10 +276,24 @@ def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
+#: the pictures ``iadbe predict`` writes per image, besides the binary mask
+PREDICT_VIEWS = ("heatmap", "contours", "panel")
+
+
+def _save_predict_outputs(prediction: Any, opacity: float, out: Path, stem: str) -> dict[str, str]:
+    """``<stem>_{heatmap,contours,panel}.png`` overlays and ``<stem>_mask.png``, the binary mask (0/255, the
+    image's own size, as in the app's batch zip); returns {"<kind>_file": file name}."""
+    from iadbe.render import mask_image, render_prediction, save_views
+
+    views = render_prediction(prediction, opacity)
+    saved = save_views({kind: views[kind] for kind in PREDICT_VIEWS}, out, stem)
+    saved.update(save_views({"mask": mask_image(prediction.mask, prediction.image.shape[:2])}, out, stem))
+    return {f"{kind}_file": saved[kind].name for kind in ("mask", *PREDICT_VIEWS)}
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from iadbe.errors import ImageError
     from iadbe.inference import load_model
-    from iadbe.render import render_prediction, save_views
 
     model = load_model(args.model, backend=args.backend, trust_local_pickle=args.trust_local_pickle,
                        precision=args.precision)
@@ -288,22 +303,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rows, failures = [], 0
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]
-        try:
+        try:  # each file is named by its path as given: two 000.png from different folders stay apart
             predictions = model.predict(chunk, threshold=args.threshold, batch_size=args.batch_size,
-                                        false_alarm_rate=args.false_alarm_rate)
+                                        names=[str(path) for path in chunk], false_alarm_rate=args.false_alarm_rate)
         except ImageError:
             predictions = []
             for path in chunk:  # one bad file must not cost the others their result
                 try:
-                    predictions.extend(model.predict(path, threshold=args.threshold,
+                    predictions.extend(model.predict(path, threshold=args.threshold, names=[str(path)],
                                                      false_alarm_rate=args.false_alarm_rate))
                 except ImageError as error:
                     failures += 1
                     print(f"skipped: {error}", file=sys.stderr)
         for prediction in predictions:
-            stem = Path(prediction.name).stem
-            save_views(render_prediction(prediction, args.opacity), out, f"{len(rows):04d}_{stem}")
-            rows.append(prediction.summary())
+            stem = f"{len(rows):04d}_{Path(prediction.name).stem}"
+            rows.append({**prediction.summary(), **_save_predict_outputs(prediction, args.opacity, out, stem)})
     _write_csv(out / "predictions.csv", rows)
     _print_table(rows, ["file", "score", "label", "backend", "ms"])
     print(f"\n{len(rows)} images on {model.backend_name} ({model.device}); "

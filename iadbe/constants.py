@@ -35,8 +35,14 @@ PROJECT_DIR = PACKAGE_DIR.parent
 IADBE_HOME = _env_path("IADBE_HOME", Path.home() / ".cache" / "iadbe")
 #: Local model store: one sub-directory per trained model.
 MODEL_STORE = _env_path("IADBE_MODEL_STORE", IADBE_HOME / "models")
+def _shipped_manifest() -> Path:
+    """The manifest inside the package (also in a wheel); a checkout's top-level one where the package lacks it."""
+    packaged = PACKAGE_DIR / "models_manifest.yaml"
+    return packaged if packaged.is_file() else PROJECT_DIR / "models_manifest.yaml"
+
+
 #: Manifest of pretrained models offered by the app.
-MANIFEST_PATH = _env_path("IADBE_MANIFEST", PROJECT_DIR / "models_manifest.yaml")
+MANIFEST_PATH = _env_path("IADBE_MANIFEST", _shipped_manifest())
 #: Number of loaded models kept in memory.
 MODEL_CACHE_SIZE = _env_int("IADBE_MODEL_CACHE_SIZE", 4)
 #: Threads for CPU inference (0 = library default).

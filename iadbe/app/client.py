@@ -10,9 +10,11 @@ Result polling: while it waits for a result, gradio_client checks the queue of m
 thread has received and sleeps 50 ms whenever it is empty (``gradio_client.utils.stream_sse_v1plus``;
 the sleep came with gradio PR #7091 so that waiting would not spin a core). A 10 ms prediction then
 waits until the next 50 ms tick: a no-op endpoint took 81 ms through ``Client.predict`` and 8 ms through
-the same HTTP requests made directly. :func:`connect` caps the sleeps of that module at
-``POLL_INTERVAL_S`` (2 ms: a few hundred wake-ups a second while a call is waiting, well under 1 % of a
-core). It is process-wide for gradio_client and stays in place once a client was made with it.
+the same HTTP requests made directly. :func:`connect` gives the client it returns (and only that one:
+nothing in gradio_client changes, other clients in the process keep their behaviour) message queues
+that wake the waiting thread when a message arrives: the empty-queue check waits on a condition for up
+to ``WAKE_WAIT_S`` before gradio_client's 50 ms sleep, so a result is picked up as it arrives, with no
+busy polling.
 
     >>> from iadbe.app.client import connect
     >>> client = connect("http://127.0.0.1:7860/")  # doctest: +SKIP
@@ -21,11 +23,14 @@ core). It is process-wide for gradio_client and stays in place once a client was
 from __future__ import annotations
 
 import ssl
-import time
+import threading
+from collections import deque
 from functools import lru_cache
 from typing import Any
 
-POLL_INTERVAL_S = 0.002
+#: How long the empty-queue check of a waiting call blocks for a message before gradio_client's own 50 ms
+#: sleep; only the thread waiting for that call's result blocks.
+WAKE_WAIT_S = 5.0
 
 
 @lru_cache(maxsize=1)
@@ -41,32 +46,58 @@ def shared_ssl_context() -> ssl.SSLContext:
     return context
 
 
-class _ShortSleeps:
-    """The ``time`` module as ``gradio_client.utils`` sees it after :func:`poll_results_faster`: the same
-    functions, with sleeps capped at ``POLL_INTERVAL_S``."""
+class _WakingDeque(deque):
+    """A message queue whose emptiness check waits (up to ``WAKE_WAIT_S``) for the next message.
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
+    gradio_client's waiting loop is ``if len(queue) > 0: pop; else: sleep 50 ms``; only that loop asks
+    for the length, and the reader thread only appends.
+    """
 
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(min(seconds, POLL_INTERVAL_S))
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._arrived = threading.Condition()
+
+    def append(self, item: Any) -> None:
+        with self._arrived:
+            super().append(item)
+            self._arrived.notify_all()
+
+    def __len__(self) -> int:
+        if deque.__len__(self):
+            return deque.__len__(self)
+        with self._arrived:
+            self._arrived.wait_for(lambda: deque.__len__(self) > 0, timeout=WAKE_WAIT_S)
+            return deque.__len__(self)
 
 
-def poll_results_faster() -> None:
-    """Make gradio_client look for a call's result every ``POLL_INTERVAL_S`` instead of every 50 ms."""
-    from gradio_client import utils
+class _WakingQueues(dict):
+    """``Client.pending_messages_per_event`` whose queues are :class:`_WakingDeque`s (gradio_client
+    stores a fresh empty ``deque()`` per event with ``d[event] = deque()`` or ``d.setdefault(event, deque())``)."""
 
-    if not isinstance(utils.time, _ShortSleeps):
-        utils.time = _ShortSleeps()
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value if isinstance(value, _WakingDeque) else _WakingDeque(value))
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default if default is not None else deque()
+        return self[key]
+
+
+def wake_on_results(client: Any) -> Any:
+    """Make ``client`` (a ``gradio_client.Client``) pick up each result as it arrives; returns it."""
+    with client.pending_lock:
+        queues = _WakingQueues()
+        for key, value in client.pending_messages_per_event.items():
+            queues[key] = value
+        client.pending_messages_per_event = queues
+    return client
 
 
 def connect(url: str, **kwargs: Any) -> Any:
     """``gradio_client.Client(url, **kwargs)`` with the shared TLS context (unless ``ssl_verify`` is given)
-    and results picked up as they arrive (:func:`poll_results_faster`)."""
+    and results picked up as they arrive (:func:`wake_on_results`, on this client only)."""
     from gradio_client import Client
 
-    poll_results_faster()
     kwargs.setdefault("ssl_verify", shared_ssl_context())
     kwargs.setdefault("verbose", False)
-    return Client(url, **kwargs)
+    return wake_on_results(Client(url, **kwargs))

@@ -130,16 +130,15 @@ def run_in_process(spec: RunSpec, out: Path, timeout_s: float = DEFAULT_RUN_TIME
         started = time.perf_counter()
         with log_file.open("wb") as log:
             child = subprocess.Popen([sys.executable, "-m", "iadbe.benchmark.worker", str(spec_file), str(target)],
-                                     stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     stdout=log, stderr=subprocess.STDOUT, env=_child_env(), **_spawn_options())
             try:
                 code = child.wait(timeout=timeout_s)
                 reason = None
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+                _kill_run(child)
                 code, reason = child.wait(), f"stopped after the {timeout_s:.0f} s limit"
             except BaseException:  # Ctrl-C / kill of the parent: take the child down with it, record nothing
-                os.killpg(child.pid, signal.SIGKILL)
+                _kill_run(child)
                 child.wait()
                 raise
         if code == 0 and target.is_file():
@@ -153,6 +152,33 @@ def run_in_process(spec: RunSpec, out: Path, timeout_s: float = DEFAULT_RUN_TIME
     return record
 
 
+def _process_groups() -> bool:
+    """Whether runs get their own POSIX session, killed as a group (Linux, macOS); elsewhere (Windows) the run
+    is one spawned process, killed with its children by ``taskkill /T`` where that exists."""
+    return os.name == "posix" and hasattr(os, "killpg")
+
+
+def _spawn_options() -> dict[str, Any]:
+    if _process_groups():
+        return {"start_new_session": True, "preexec_fn": _die_with_parent}
+    flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)  # Windows: Ctrl-C in the console spares the run
+    return {"creationflags": flags} if flags else {}
+
+
+def _kill_run(child: subprocess.Popen) -> None:
+    """Stop a run and whatever it started."""
+    if _process_groups():
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(child.pid)], capture_output=True, check=False)
+    if child.poll() is None:
+        child.kill()
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGKILL when the benchmark process dies (even by SIGKILL), so a
     killed benchmark leaves no orphan run behind (Linux; elsewhere the child just finishes its run)."""
@@ -160,7 +186,7 @@ def _die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+    except (OSError, AttributeError):  # not glibc Linux (macOS, musl): the run just finishes
         pass
 
 
@@ -174,7 +200,7 @@ def _child_env() -> dict[str, str]:
 def _failure_reason(code: int, tail: str) -> str:
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        hint = " (out of memory?)" if -code == getattr(signal, "SIGKILL", None) else ""
         return f"killed by {name}{hint}"
     lines = [line for line in tail.strip().splitlines() if line.strip()]
     return f"exit code {code}: {lines[-1] if lines else 'no output'}"

@@ -5,7 +5,6 @@ Only image headers are read (PIL opens lazily), never the pixels.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -16,15 +15,16 @@ from iadbe.errors import DatasetError
 
 
 def _size_or_none(path: Path) -> tuple[int, int] | None:
-    """(width, height) or None when the header cannot be read."""
+    """(width, height); None when the header cannot be read; (0, 0) for an image so large that Pillow's
+    decompression-bomb guard refuses even to open it (above twice ``PIL.Image.MAX_IMAGE_PIXELS``)."""
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            return header_size(path)
-        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-            return None
+    try:
+        return header_size(path)
+    except Image.DecompressionBombError:
+        return (0, 0)
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def check_files(samples: list[Sample], root: Path) -> list[str]:
@@ -40,6 +40,9 @@ def check_files(samples: list[Sample], root: Path) -> list[str]:
         size = _size_or_none(sample.image)
         if size is None:
             unreadable.append(_rel(sample.image, root))
+            continue
+        if size == (0, 0):
+            too_big.append(f"{_rel(sample.image, root)} (above Pillow's decompression-bomb limit)")
             continue
         sizes[size] += 1
         if size[0] * size[1] > constants.MAX_IMAGE_PIXELS:

@@ -52,7 +52,8 @@ def load_image(source: ImageInput, name: str | None = None) -> np.ndarray:
 def _decode(handle: Any, label: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clearer message
+    # Pillow's own guard stays on (it protects every other decode in the process: Gradio's, anomalib's):
+    # it refuses images above twice Image.MAX_IMAGE_PIXELS; ours, usually lower, says more.
     try:
         image = Image.open(handle)
         width, height = image.size
@@ -64,6 +65,11 @@ def _decode(handle: Any, label: str) -> np.ndarray:
         image.load()
     except ImageError:
         raise
+    except Image.DecompressionBombError:  # Pillow's own guard (above 2 x Image.MAX_IMAGE_PIXELS): say the size
+        width, height = _header_size(handle) or (0, 0)
+        size = f"{width}x{height} pixels" if width else "the image"
+        raise ImageError(f"{label}: {size} is above the limit of {constants.MAX_IMAGE_PIXELS:,} "
+                         "(possible decompression bomb); downscale the image first") from None
     except UnidentifiedImageError:
         kind = _format_from_magic(handle)
         if kind:
@@ -72,6 +78,25 @@ def _decode(handle: Any, label: str) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{label}: the image file is truncated or corrupt ({error})") from None
     return _pil_to_rgb(image, label)
+
+
+def _header_size(handle: Any) -> tuple[int, int] | None:
+    """(width, height) from the header through Pillow's format readers, which parse the header only; used
+    where ``Image.open`` refused the image before telling its size."""
+    from PIL import Image
+
+    Image.init()
+    for kind in Image.ID:
+        factory, accept = Image.OPEN[kind]
+        try:
+            handle.seek(0)
+            if accept is not None and not accept(handle.read(16)):
+                continue
+            handle.seek(0)
+            return factory(handle, "").size
+        except Exception:  # noqa: BLE001 - not this format
+            continue
+    return None
 
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),

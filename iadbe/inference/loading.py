@@ -19,13 +19,28 @@ from iadbe.inference.predictor import LoadedModel
 BACKENDS = ("auto", "torch", "openvino")
 
 
+class _Loading:
+    """One load in progress: the threads asking for the same key wait for it instead of loading again."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.model: LoadedModel | None = None
+        self.error: BaseException | None = None
+
+
 class ModelCache:
-    """Thread-safe LRU of loaded models keyed by (directory, config mtime, backend, device)."""
+    """Thread-safe LRU of loaded models keyed by (directory, config mtime, backend, device).
+
+    The lock guards the dictionary only, never a load: a slow load (a Hub download, an OpenVINO compile)
+    holds up only the requests for that same model, which wait for it and share its result; every other
+    model keeps answering (``bench/cache_latency.py``).
+    """
 
     def __init__(self, size: int) -> None:
         self.size = max(1, size)
         self._items: OrderedDict[tuple, LoadedModel] = OrderedDict()
-        self._lock = threading.RLock()
+        self._loading: dict[tuple, _Loading] = {}
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -35,12 +50,35 @@ class ModelCache:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return self._items[key]
-            self.misses += 1
+            pending = self._loading.get(key)
+            owner = pending is None
+            if owner:
+                pending = self._loading[key] = _Loading()
+                self.misses += 1
+            else:
+                self.hits += 1
+        if not owner:
+            pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            return pending.model
+        try:
             model = load()
+        except BaseException as error:
+            pending.error = error
+            with self._lock:
+                del self._loading[key]
+            pending.done.set()
+            raise
+        with self._lock:
             self._items[key] = model
+            self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-            return model
+            del self._loading[key]
+        pending.model = model
+        pending.done.set()
+        return model
 
     def clear(self) -> None:
         with self._lock:

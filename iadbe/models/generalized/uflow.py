@@ -11,10 +11,9 @@ loss, anomaly map and training recipe (Adam 1e-3, weight decay 1e-5, linear lr d
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Sequence
 
-from anomalib.models.components import AnomalibModule
+from anomalib.models.components import AnomalibModule, TimmFeatureExtractor
 from anomalib.models.image.uflow import Uflow
 from anomalib.models.image.uflow.anomaly_map import AnomalyMapGenerator
 from anomalib.models.image.uflow.feature_extraction import LayerNormFeatureExtractor
@@ -59,14 +58,26 @@ class StageUflowModel(UflowModel):
         self.anomaly_map_generator = AnomalyMapGenerator(self.input_size)
 
 
+class _LayerNormExtractor(LayerNormFeatureExtractor):
+    """anomalib's extractor, which always asks timm for pretrained weights, with ``pre_trained`` honoured."""
+
+    def __init__(self, backbone: str, input_size: tuple[int, int], layers: tuple[str, ...], pre_trained: bool) -> None:
+        TimmFeatureExtractor.__init__(self, backbone, layers, pre_trained=pre_trained, requires_grad=False)
+        # the rest as LayerNormFeatureExtractor.__init__ (anomalib 2.7)
+        self.channels = self.feature_extractor.feature_info.channels()
+        self.scale_factors = self.feature_extractor.feature_info.reduction()
+        self.scales = range(len(self.scale_factors))
+        self.feature_normalizations = nn.ModuleList(
+            nn.LayerNorm([channels, int(input_size[0] / scale), int(input_size[1] / scale)], elementwise_affine=True)
+            for channels, scale in zip(self.channels, self.scale_factors, strict=True)
+        )
+        for param in self.feature_extractor.parameters():
+            param.requires_grad = False
+
+
 def _layer_norm_extractor(backbone: str, input_size: tuple[int, int], layers: list[str],
                           pre_trained: bool) -> LayerNormFeatureExtractor:
-    """anomalib's extractor always asks timm for pretrained weights; build it without them if asked."""
-    from iadbe.models.factory import no_pretrained_weights
-
-    context = contextlib.nullcontext() if pre_trained else no_pretrained_weights()
-    with context:
-        return LayerNormFeatureExtractor(backbone, input_size, layers=tuple(layers)).eval()
+    return _LayerNormExtractor(backbone, input_size, tuple(layers), pre_trained).eval()
 
 
 class GeneralizedUflow(Uflow):
