@@ -78,18 +78,23 @@ def resolve_config(
         init_args.update(spec.derive_args(backbone, size))
     if spec.name == "padim" and "n_features" not in init_args and backbone is not None:
         init_args["n_features"] = _padim_n_features(backbone, init_args["layers"], size)
+    extra = _default_extra(spec.name, choose_implementation(spec, backbone))
+    overrides = dict(overrides)
+    for key in set(overrides) & set(extra) - {"implementation"}:  # IADBE-side settings, e.g. coreset_method
+        extra[key] = overrides.pop(key)
+    _check_extra(extra)
     init_args.update(overrides)
     init_args.pop("pre_trained", None)
     epochs = spec.max_epochs if max_epochs is None else max_epochs
     if not 1 <= epochs <= 10_000:
         raise SettingsError(f"max epochs must be between 1 and 10000, got {epochs}")
-    implementation = choose_implementation(spec, backbone)
+    implementation = extra.get("implementation", "anomalib")
     check_settings(spec, implementation, overrides)
     mean, std = _normalization(spec, backbone, size, implementation)
     return DetectorConfig(
         model=spec.name, init_args=init_args, backbone=backbone, image_size=size, mean=mean, std=std,
         segmentation=spec.segmentation, max_epochs=epochs, train_batch_size=spec.train_batch_size,
-        extra=_default_extra(spec.name, implementation),
+        extra=extra,
     )
 
 
@@ -152,7 +157,19 @@ def _default_extra(model: str, implementation: str = "anomalib") -> dict[str, An
         from iadbe.models.padim import DEFAULT_RELATIVE_EPS
 
         extra["padim_relative_eps"] = DEFAULT_RELATIVE_EPS
+    if model == "patchcore":
+        from iadbe.models.coreset import DEFAULT_METHOD
+
+        extra["coreset_method"] = DEFAULT_METHOD
     return extra
+
+
+def _check_extra(extra: dict[str, Any]) -> None:
+    """Refuse IADBE-side settings' bad values before any data is read."""
+    if "coreset_method" in extra:
+        from iadbe.models.coreset import check_method
+
+        check_method(extra["coreset_method"])
 
 
 def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
@@ -183,7 +200,8 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     if spec.name == "patchcore":
         from iadbe.models.coreset import install_fast_coreset
 
-        install_fast_coreset(module.model)
+        # stored models made before coreset_method existed used the exact greedy (no selection when rebuilt)
+        install_fast_coreset(module.model, config.extra.get("coreset_method", "exact"))
     if spec.name == "padim":
         # anomalib's fixed 0.01 covariance eps is far too small for EfficientNet features; see padim.py.
         from iadbe.models.padim import DEFAULT_RELATIVE_EPS, install_regularized_fit
