@@ -35,8 +35,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-#: ``coreset_method`` values; the first is the default
-CORESET_METHODS = ("fast", "exact")
+#: ``coreset_method`` values; "anomalib": anomalib's own ``KCenterGreedy`` (for comparisons only)
+CORESET_METHODS = ("fast", "exact", "anomalib")
 DEFAULT_METHOD = "fast"
 #: candidates per pass of the fast method
 DEFAULT_CANDIDATES = 4096
@@ -194,7 +194,8 @@ def select_coreset(embedding: Any, coreset_size: int, method: str = DEFAULT_METH
     """
     import torch
 
-    check_method(method)
+    if check_method(method) == "anomalib":
+        raise ValueError("coreset_method 'anomalib' is anomalib's own PatchcoreModel.subsample_embedding")
     _check_size(embedding, coreset_size)
     if method == "exact":
         features = project_like_anomalib(embedding)
@@ -238,5 +239,7 @@ def install_fast_coreset(patchcore_model: Any, method: str = DEFAULT_METHOD) -> 
     import types
 
     patchcore_model.coreset_method = check_method(method)
+    if method == "anomalib":
+        return  # anomalib's own selection, unchanged (no progress)
     patchcore_model.fit_progress = None
     patchcore_model.subsample_embedding = types.MethodType(fast_subsample_embedding, patchcore_model)
