@@ -86,16 +86,14 @@ def batched_k_center_greedy(features: Any, coreset_size: int, first: int,
     import torch
 
     n = _check_size(features, coreset_size)
-    features = features.float()
-    features = (features - features.mean(0)).contiguous()  # distances unchanged, less cancellation
-    squared = (features * features).sum(1)
+    augmented, squared = _augment(features)
     min_sq = torch.full((n,), float("inf"), dtype=torch.float32, device=features.device)
     selected, pending = [int(first)], [int(first)]
     while True:
-        _update_all(features, squared, min_sq, pending, progress, len(selected) - len(pending), coreset_size)
+        _update_all(augmented, squared, min_sq, pending, progress, len(selected) - len(pending), coreset_size)
         if len(selected) >= coreset_size:
             break
-        pending = _greedy_on_candidates(features, squared, min_sq, min(candidates, n - 1),
+        pending = _greedy_on_candidates(augmented[:, :-1], squared, min_sq, min(candidates, n - 1),
                                         coreset_size - len(selected))
         selected += pending
     if progress is not None:
@@ -103,20 +101,35 @@ def batched_k_center_greedy(features: Any, coreset_size: int, first: int,
     return selected
 
 
-def _update_all(features: Any, squared: Any, min_sq: Any, centres: list[int],
-                progress: ProgressCallback | None, done: int, total: int) -> None:
-    """min_sq = min(min_sq, squared distance to each of ``centres``), in row tiles."""
+def _augment(features: Any) -> tuple[Any, Any]:
+    """(``[x - mean, 1]`` rows, ``|x - mean|^2``): centred (distances unchanged, less cancellation in
+    ``|x|^2 - 2 x.c + |c|^2``), with a column of ones so that one matrix product gives ``|c|^2 - 2 x.c``."""
     import torch
 
-    n = features.shape[0]
-    centres_t = features[centres].t().contiguous()
-    centre_sq = squared[centres]
+    n, dims = features.shape
+    augmented = torch.empty((n, dims + 1), dtype=torch.float32, device=features.device)
+    torch.sub(features.float(), features.float().mean(0), out=augmented[:, :dims])
+    augmented[:, dims] = 1.0
+    centred = augmented[:, :dims]
+    return augmented, (centred * centred).sum(1)
+
+
+def _update_all(augmented: Any, squared: Any, min_sq: Any, centres: list[int],
+                progress: ProgressCallback | None, done: int, total: int) -> None:
+    """min_sq = min(min_sq, squared distance to each of ``centres``), in row tiles of one matrix product
+    (the tile's minimum over centres of ``|c|^2 - 2 x.c``, plus ``|x|^2``)."""
+    import torch
+
+    n = augmented.shape[0]
+    centre_rows = augmented[centres].clone()
+    centre_rows[:, :-1] *= -2.0
+    centre_rows[:, -1] = squared[centres]
+    centre_rows = centre_rows.t().contiguous()
     rows = max(256, _TILE_ELEMENTS // max(1, len(centres)))
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        distance = torch.mm(features[start:stop], centres_t)
-        distance.mul_(-2).add_(centre_sq).add_(squared[start:stop, None])
-        torch.minimum(min_sq[start:stop], distance.amin(1), out=min_sq[start:stop])
+        nearest = torch.mm(augmented[start:stop], centre_rows).amin(1).add_(squared[start:stop])
+        torch.minimum(min_sq[start:stop], nearest, out=min_sq[start:stop])
         if progress is not None:
             progress(done + (len(centres) * stop) // n, total)
     min_sq[centres] = 0.0
@@ -153,11 +166,9 @@ def covering_radius(features: Any, indices: list[int]) -> float:
     """Largest distance from a point of ``features`` to its nearest selected point."""
     import torch
 
-    features = features.float()
-    features = features - features.mean(0)
-    squared = (features * features).sum(1)
+    augmented, squared = _augment(features)
     min_sq = torch.full((features.shape[0],), float("inf"), dtype=torch.float32)
-    _update_all(features, squared, min_sq, list(indices), None, 0, len(indices))
+    _update_all(augmented, squared, min_sq, list(indices), None, 0, len(indices))
     return float(min_sq.clamp_min(0).max()) ** 0.5
 
 
