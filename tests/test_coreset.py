@@ -119,5 +119,7 @@ def test_coreset_method_is_a_recorded_setting() -> None:
     exact = resolve_config("patchcore", "tf_efficientnet_lite0", coreset_method="exact")
     assert exact.extra["coreset_method"] == "exact" and "coreset_method" not in exact.init_args
     assert exact.to_dict()["extra"]["coreset_method"] == "exact"
+    with pytest.raises(SettingsError, match="its settings: .*coreset_method, coreset_sampling_ratio"):
+        resolve_config("patchcore", "tf_efficientnet_lite0", coreset_methd="exact")
     with pytest.raises(SettingsError, match="coreset_method must be one of 'fast', 'exact', 'anomalib'"):
         resolve_config("patchcore", "tf_efficientnet_lite0", coreset_method="greedy")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from iadbe.errors import SettingsError
 from iadbe.models.registry import DetectorSpec, get_spec
@@ -89,7 +89,7 @@ def resolve_config(
     if not 1 <= epochs <= 10_000:
         raise SettingsError(f"max epochs must be between 1 and 10000, got {epochs}")
     implementation = extra.get("implementation", "anomalib")
-    check_settings(spec, implementation, overrides)
+    check_settings(spec, implementation, overrides, sorted(set(extra) - {"implementation"}))
     mean, std = _normalization(spec, backbone, size, implementation)
     return DetectorConfig(
         model=spec.name, init_args=init_args, backbone=backbone, image_size=size, mean=mean, std=std,
@@ -102,9 +102,10 @@ def resolve_config(
 NOT_SETTINGS = frozenset({"self", "pre_processor", "post_processor", "evaluator", "visualizer", "pre_trained"})
 
 
-def check_settings(spec: DetectorSpec, implementation: str, settings: dict[str, Any]) -> None:
-    """Refuse settings the detector class does not take, naming those it does (instead of a TypeError
-    from deep inside model construction after the dataset was read)."""
+def check_settings(spec: DetectorSpec, implementation: str, settings: dict[str, Any],
+                   iadbe_settings: Sequence[str] = ()) -> None:
+    """Refuse settings the detector class does not take, naming those it does and ``iadbe_settings``
+    (instead of a TypeError from deep inside model construction after the dataset was read)."""
     if not settings:
         return
     import inspect
@@ -114,6 +115,7 @@ def check_settings(spec: DetectorSpec, implementation: str, settings: dict[str, 
         return
     valid = sorted(set(parameters) - NOT_SETTINGS)
     unknown = sorted(set(settings) - set(valid))
+    valid = sorted(valid + list(iadbe_settings))
     if unknown:
         raise SettingsError(f"{spec.display_name} has no setting {', '.join(map(repr, unknown))}; "
                             f"its settings: {', '.join(valid)}")
