@@ -1,4 +1,5 @@
-"""IADBE's greedy coreset selects exactly what anomalib's KCenterGreedy selects."""
+"""IADBE's greedy coresets: the exact one selects what anomalib's KCenterGreedy selects, the fast (batched)
+one covers like it."""
 
 from __future__ import annotations
 
@@ -88,3 +89,76 @@ def test_refuses_bad_size() -> None:
 
     with pytest.raises(ValueError, match="coreset size"):
         k_center_greedy(torch.zeros(10, 3), 0, first=0)
+
+
+def _radius_and_separation(features: "torch.Tensor", chosen: list[int]) -> tuple[float, float]:
+    """Covering radius of ``chosen`` over ``features``, and the smallest distance between two chosen points."""
+    centres = features[chosen]
+    radius = float(torch.cdist(features, centres).amin(1).max())
+    between = torch.cdist(centres, centres)
+    between.fill_diagonal_(float("inf"))
+    return radius, float(between.min())
+
+
+@pytest.mark.parametrize(("n", "dims", "clusters", "size", "candidates"),
+                         [(3000, 24, 12, 300, 4096), (3000, 24, 12, 300, 16), (2000, 64, 1, 200, 64),
+                          (4000, 8, 40, 600, 128)])
+def test_batched_greedy_covers_like_the_sequential_one(n: int, dims: int, clusters: int, size: int,
+                                                       candidates: int) -> None:
+    """The batched greedy makes the sequential greedy's picks (up to float ties), so the same covering radius
+    and the greedy's guarantee: the chosen points lie pairwise at least the covering radius apart (so the
+    radius is at most twice the best possible with ``size`` centres)."""
+    from iadbe.models.coreset import batched_k_center_greedy, covering_radius, k_center_greedy
+
+    features = _clustered(n, dims, clusters, seed=n + dims)
+    fast = batched_k_center_greedy(features, size, first=3, candidates=candidates)
+    exact = k_center_greedy(features, size, first=3)
+    assert len(fast) == len(set(fast)) == size and fast[0] == 3
+    fast_radius, separation = _radius_and_separation(features, fast)
+    exact_radius, _ = _radius_and_separation(features, exact)
+    assert fast_radius <= exact_radius * 1.01
+    assert separation >= fast_radius * 0.999
+    assert covering_radius(features, fast) == pytest.approx(fast_radius, rel=1e-3)
+
+
+def test_batched_greedy_reports_progress_to_the_end() -> None:
+    from iadbe.models.coreset import batched_k_center_greedy
+
+    calls: list[tuple[int, int]] = []
+    batched_k_center_greedy(_clustered(3000, 16, 5, seed=1), 300, first=0, progress=lambda d, t: calls.append((d, t)),
+                            candidates=64)
+    done = [d for d, _ in calls]
+    assert len(calls) > 3 and {t for _, t in calls} == {300}
+    assert done == sorted(done) and done[-1] == 300
+
+
+def test_fast_method_keeps_low_dimensional_features_and_exact_projects_them() -> None:
+    """Lite0's 152 dims are fewer than anomalib's projection would give: the fast method uses them as they
+    are; the exact method projects like anomalib."""
+    from iadbe.models.coreset import batched_k_center_greedy, projected_dims, select_coreset
+
+    embedding = _clustered(2000, 24, 6, seed=5)
+    assert projected_dims(2000) > 24
+    torch.manual_seed(11)
+    fast = select_coreset(embedding, 100, "fast")
+    torch.manual_seed(11)
+    first = int(torch.randint(high=2000, size=(1,)))
+    assert fast == batched_k_center_greedy(embedding, 100, first)
+    torch.manual_seed(11)
+    exact = select_coreset(embedding, 100, "exact")
+    assert len(set(exact)) == 100 and exact != fast
+
+
+def test_coreset_method_is_a_recorded_setting() -> None:
+    from iadbe.errors import SettingsError
+    from iadbe.models import resolve_config
+
+    config = resolve_config("patchcore", "tf_efficientnet_lite0")
+    assert config.extra["coreset_method"] == "fast"
+    exact = resolve_config("patchcore", "tf_efficientnet_lite0", coreset_method="exact")
+    assert exact.extra["coreset_method"] == "exact" and "coreset_method" not in exact.init_args
+    assert exact.to_dict()["extra"]["coreset_method"] == "exact"
+    with pytest.raises(SettingsError, match="its settings: .*coreset_method, coreset_sampling_ratio"):
+        resolve_config("patchcore", "tf_efficientnet_lite0", coreset_methd="exact")
+    with pytest.raises(SettingsError, match="coreset_method must be one of 'fast', 'exact', 'anomalib'"):
+        resolve_config("patchcore", "tf_efficientnet_lite0", coreset_method="greedy")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from iadbe.errors import SettingsError
 from iadbe.models.registry import DetectorSpec, get_spec
@@ -78,18 +78,23 @@ def resolve_config(
         init_args.update(spec.derive_args(backbone, size))
     if spec.name == "padim" and "n_features" not in init_args and backbone is not None:
         init_args["n_features"] = _padim_n_features(backbone, init_args["layers"], size)
+    extra = _default_extra(spec.name, choose_implementation(spec, backbone))
+    overrides = dict(overrides)
+    for key in set(overrides) & set(extra) - {"implementation"}:  # IADBE-side settings, e.g. coreset_method
+        extra[key] = overrides.pop(key)
+    _check_extra(extra)
     init_args.update(overrides)
     init_args.pop("pre_trained", None)
     epochs = spec.max_epochs if max_epochs is None else max_epochs
     if not 1 <= epochs <= 10_000:
         raise SettingsError(f"max epochs must be between 1 and 10000, got {epochs}")
-    implementation = choose_implementation(spec, backbone)
-    check_settings(spec, implementation, overrides)
+    implementation = extra.get("implementation", "anomalib")
+    check_settings(spec, implementation, overrides, sorted(set(extra) - {"implementation"}))
     mean, std = _normalization(spec, backbone, size, implementation)
     return DetectorConfig(
         model=spec.name, init_args=init_args, backbone=backbone, image_size=size, mean=mean, std=std,
         segmentation=spec.segmentation, max_epochs=epochs, train_batch_size=spec.train_batch_size,
-        extra=_default_extra(spec.name, implementation),
+        extra=extra,
     )
 
 
@@ -97,9 +102,10 @@ def resolve_config(
 NOT_SETTINGS = frozenset({"self", "pre_processor", "post_processor", "evaluator", "visualizer", "pre_trained"})
 
 
-def check_settings(spec: DetectorSpec, implementation: str, settings: dict[str, Any]) -> None:
-    """Refuse settings the detector class does not take, naming those it does (instead of a TypeError
-    from deep inside model construction after the dataset was read)."""
+def check_settings(spec: DetectorSpec, implementation: str, settings: dict[str, Any],
+                   iadbe_settings: Sequence[str] = ()) -> None:
+    """Refuse settings the detector class does not take, naming those it does and ``iadbe_settings``
+    (instead of a TypeError from deep inside model construction after the dataset was read)."""
     if not settings:
         return
     import inspect
@@ -109,6 +115,7 @@ def check_settings(spec: DetectorSpec, implementation: str, settings: dict[str, 
         return
     valid = sorted(set(parameters) - NOT_SETTINGS)
     unknown = sorted(set(settings) - set(valid))
+    valid = sorted(valid + list(iadbe_settings))
     if unknown:
         raise SettingsError(f"{spec.display_name} has no setting {', '.join(map(repr, unknown))}; "
                             f"its settings: {', '.join(valid)}")
@@ -152,7 +159,19 @@ def _default_extra(model: str, implementation: str = "anomalib") -> dict[str, An
         from iadbe.models.padim import DEFAULT_RELATIVE_EPS
 
         extra["padim_relative_eps"] = DEFAULT_RELATIVE_EPS
+    if model == "patchcore":
+        from iadbe.models.coreset import DEFAULT_METHOD
+
+        extra["coreset_method"] = DEFAULT_METHOD
     return extra
+
+
+def _check_extra(extra: dict[str, Any]) -> None:
+    """Refuse IADBE-side settings' bad values before any data is read."""
+    if "coreset_method" in extra:
+        from iadbe.models.coreset import check_method
+
+        check_method(extra["coreset_method"])
 
 
 def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
@@ -184,7 +203,8 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     if spec.name == "patchcore":
         from iadbe.models.coreset import install_fast_coreset
 
-        install_fast_coreset(module.model)
+        # stored models made before coreset_method existed used the exact greedy (no selection when rebuilt)
+        install_fast_coreset(module.model, config.extra.get("coreset_method", "exact"))
     if spec.name == "padim":
         # anomalib's fixed 0.01 covariance eps is far too small for EfficientNet features; see padim.py.
         from iadbe.models.padim import DEFAULT_RELATIVE_EPS, install_regularized_fit
