@@ -6,8 +6,10 @@ What a user really has is good parts. The rule therefore starts from the validat
    :data:`DEFAULT_FALSE_ALARM_RATE` unless the user says otherwise), read off the validation normals'
    scores by :func:`tail_threshold`.
 2. **Real labelled defects** in validation (found in the dataset, never test images) move the threshold
-   down when the false-alarm threshold would miss them: the threshold becomes the F1 optimum on those
-   real defects, but never below the false-alarm threshold of :data:`MAX_FALSE_ALARM_RATE`.
+   down when the false-alarm threshold would miss more than half of them: it then catches half of them,
+   but never goes below the false-alarm threshold of :data:`MAX_FALSE_ALARM_RATE`. (Their F1 optimum
+   would depend on how many defects the validation set happens to hold: KolektorSDD's has 60 %, its
+   test set 13 %, and that optimum flagged 45 % of the good test parts.)
 3. **Synthetic anomalies** are only a secondary signal: they set the colour range of the heatmaps, and the
    validation report shows how many of them the threshold catches. They never set a threshold: the old
    rule (F1 optimum on synthetic Perlin anomalies) put the threshold above most real defects.
@@ -268,11 +270,11 @@ def _image_threshold(scores: np.ndarray, normal_scores: np.ndarray, real: np.nda
     threshold = tail_threshold(normal_scores, rate)
     notes = [f"image threshold: {rate:g} false-alarm rate on {len(normal_scores)} validation normals"]
     if real.any():
-        floor = tail_threshold(normal_scores, max(rate, MAX_FALSE_ALARM_RATE))
-        labels = np.r_[np.zeros(len(normal_scores), bool), np.ones(int(real.sum()), bool)]
-        best = f1_optimal_threshold(np.r_[normal_scores, scores[real]], labels)
-        if best < threshold:
-            threshold = max(best, floor)
-            notes.append(f"lowered to catch the {int(real.sum())} real validation defects (F1 optimum, "
-                         f"at most a {max(rate, MAX_FALSE_ALARM_RATE):g} false-alarm rate)")
+        defects = np.sort(scores[real])
+        half = float(np.nextafter(np.quantile(defects, 0.5), -np.inf))  # catches at least half of them
+        if half < threshold:
+            cap = max(rate, MAX_FALSE_ALARM_RATE)
+            threshold = max(half, tail_threshold(normal_scores, cap))
+            notes.append(f"lowered to catch at least half of the {len(defects)} real validation defects where "
+                         f"that flags at most {cap:g} of good parts")
     return float(threshold), notes

@@ -75,13 +75,20 @@ def test_conspicuous_synthetic_anomalies_do_not_set_the_threshold():
 
 
 def test_real_validation_defects_lower_the_threshold_but_not_below_the_cap():
-    subtle = _validation(real=20, shift=1.5)
+    subtle = _validation(real=20, shift=1.0)
     calibration = calibrate(subtle)
-    plain = calibrate(_validation(real=0, shift=1.5))
+    plain = calibrate(_validation(real=0, shift=1.0))
     assert calibration.image_threshold < plain.image_threshold
     floor = tail_threshold(np.sort(subtle.scores[subtle.normal]), MAX_FALSE_ALARM_RATE)
     assert calibration.image_threshold >= floor - 1e-9
     assert any("real validation defects" in note for note in calibration.notes)
+    defects = subtle.scores[subtle.real_defects]
+    assert (defects > calibration.image_threshold).mean() >= 0.5
+
+
+def test_real_defects_the_threshold_already_catches_leave_it_alone():
+    clear = _validation(real=20, shift=6.0)
+    assert calibrate(clear).image_threshold == calibrate(_validation(real=0, shift=6.0)).image_threshold
 
 
 def test_a_stricter_rate_gives_a_higher_threshold_and_round_trips():
