@@ -14,7 +14,10 @@ What a user really has is good parts. The rule therefore starts from the validat
    validation report shows how many of them the threshold catches. They never set a threshold: the old
    rule (F1 optimum on synthetic Perlin anomalies) put the threshold above most real defects.
 4. **Pixel threshold**: the same false-alarm rule on the validation normals' pixels, at
-   :data:`DEFAULT_PIXEL_FALSE_ALARM_RATE`; :mod:`iadbe.decisions` then makes masks agree with the label.
+   :data:`DEFAULT_PIXEL_FALSE_ALARM_RATE`; with real validation defects that have masks, the threshold that
+   best outlines them instead (how much of a defective image is defect does not depend on the validation
+   set's mix: KolektorSDD's thin cracks need a far stricter threshold than 1 % of good pixels).
+   :mod:`iadbe.decisions` then makes masks agree with the label.
 
 Everything needed to move the thresholds to another false-alarm rate later (the normals' scores, a table
 of the normals' pixel quantiles) is kept in the calibration, so ``iadbe predict --false-alarm-rate`` and
@@ -39,6 +42,8 @@ DEFAULT_FALSE_ALARM_RATE = 0.05
 DEFAULT_PIXEL_FALSE_ALARM_RATE = 0.01
 #: Real defects may pull the image threshold down at most to this false-alarm rate on good parts.
 MAX_FALSE_ALARM_RATE = 0.2
+#: Real defects' masks may pull the pixel threshold down at most to this share of good pixels.
+MAX_PIXEL_FALSE_ALARM_RATE = 0.05
 #: Upper tail probabilities of the normals' pixel values kept for re-thresholding (log-spaced).
 PIXEL_TAIL_RATES = tuple(float(f"{r:.3g}") for r in np.logspace(math.log10(0.5), -6, 23))
 _PIXEL_SAMPLE_LIMIT = 4_000_000
@@ -254,6 +259,11 @@ def calibrate(
         maps = np.asarray(validation.maps)
         pixel_tail = pixel_tail_table(maps[normal])
         pixel_threshold = table_threshold(pixel_tail, pixel_rate)
+        outlined = _real_defect_pixel_threshold(validation, pixel_tail)
+        if outlined is not None:
+            pixel_threshold = outlined
+            notes.append("pixel threshold: the best outline of the real validation defects' masks (F1 over their "
+                         f"pixels), flagging at most {MAX_PIXEL_FALSE_ALARM_RATE:g} of good pixels")
         pixel_min, pixel_max = float(maps.min()), float(maps.max())
     else:
         pixel_threshold, pixel_min, pixel_max = image_threshold, image_min, image_max
@@ -263,6 +273,24 @@ def calibrate(
         pixel_false_alarm_rate=pixel_rate if validation.maps is not None else None,
         normal_scores=tuple(float(v) for v in normal_scores), pixel_tail=pixel_tail, notes=tuple(notes),
     )
+
+
+def _real_defect_pixel_threshold(validation: ValidationSet, pixel_tail: Sequence[Sequence[float]]) -> float | None:
+    """With real validation defects that have masks: the F1-optimal pixel threshold *within those images*
+    (defect against background: independent of how many good images validation holds), not below the
+    normals' :data:`MAX_PIXEL_FALSE_ALARM_RATE` tail. None without such defects."""
+    if validation.masks is None or validation.maps is None:
+        return None
+    chosen = validation.real_defects & np.asarray([m.any() for m in validation.masks], bool)
+    if not chosen.any():
+        return None
+    maps = np.asarray(validation.maps)[chosen].ravel()
+    masks = np.asarray(validation.masks)[chosen].ravel().astype(bool)
+    step = max(1, -(-maps.size // _PIXEL_SAMPLE_LIMIT))
+    if masks[::step].all():
+        return None
+    best = f1_optimal_threshold(maps[::step], masks[::step])
+    return max(best, table_threshold(pixel_tail, MAX_PIXEL_FALSE_ALARM_RATE))
 
 
 def _image_threshold(scores: np.ndarray, normal_scores: np.ndarray, real: np.ndarray,

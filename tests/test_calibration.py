@@ -132,3 +132,21 @@ def test_old_model_files_load_and_refuse_a_new_rate_clearly():
 def test_false_alarm_rate_is_checked(bad):
     with pytest.raises(SettingsError, match="false-alarm rate"):
         check_false_alarm_rate(bad)
+
+
+def test_real_defect_masks_set_the_pixel_threshold_that_outlines_them():
+    rng = np.random.default_rng(4)
+    normals = rng.normal(size=(10, 32, 32)).astype(np.float32)
+    defects = rng.normal(size=(5, 32, 32)).astype(np.float32)
+    masks = np.zeros((15, 32, 32), bool)
+    masks[10:, 10:13, 10:13] = True
+    defects[:, 10:13, 10:13] += 5.0  # thin defects, far brighter than any good pixel
+    maps = np.concatenate([normals, defects])
+    scores = maps.reshape(15, -1).max(axis=1)
+    labels = np.r_[np.zeros(10, int), np.ones(5, int)]
+    calibration = calibrate(ValidationSet(scores, labels, maps, masks, np.zeros(15, bool)))
+    assert calibration.pixel_threshold > table_threshold(calibration.pixel_tail, 0.01)  # stricter than 1 % of good
+    outlined = maps[10:] > calibration.pixel_threshold
+    assert outlined[masks[10:]].mean() > 0.9 and outlined[~masks[10:]].mean() < 0.01
+    synthetic = calibrate(ValidationSet(scores, labels, maps, masks, np.ones(15, bool)))
+    assert synthetic.pixel_threshold == pytest.approx(table_threshold(synthetic.pixel_tail, 0.01))
