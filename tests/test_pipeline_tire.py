@@ -42,7 +42,10 @@ def test_model_directory_holds_the_three_artefacts(trained):
         assert {"iadbe.json", "weights.safetensors", "openvino/model.xml", "openvino/model.bin"} <= files
         meta = json.loads((result.model_dir / "iadbe.json").read_text())
         assert meta["schema_version"] == 1 and meta["backbone"] == "tf_efficientnet_lite0"
-        assert meta["test_counts"] == {"images": 112, "anomalous": 87}  # the whole test set is scored
+        counts = meta["test_counts"]
+        assert (counts["images"], counts["anomalous"]) == (112, 87)  # the whole test set is scored
+        assert counts["true_positives"] + counts["false_negatives"] == 87
+        assert counts["true_negatives"] + counts["false_positives"] == 25
         assert "synthetic" in meta["validation"]  # thresholds never come from the test set
         assert set(meta["versions"]) >= {"anomalib", "torch", "openvino"}
 

@@ -167,8 +167,8 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     workspace = visitor_workspace(request, profile)
     model_name = str(name or "").strip() or None
     out = _workspace_target(workspace, detector, model_name)
-    root = dataset_root(dataset_zip, dataset_path, request, workspace)  # an upload over the quota stops here
     check_writable(out.parent if out else None)  # a read-only or full store is reported now, not after training
+    root = dataset_root(dataset_zip, dataset_path, request, workspace)  # an upload over the quota stops here
     key, flag = _session(request), threading.Event()
     place = workspace.visitor.key if workspace.private else key  # single-user mode: every tab may queue
     with TRAINING_QUEUE.place(place) as ticket:  # QuotaError: this visitor already has one queued or running

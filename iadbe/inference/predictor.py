@@ -73,9 +73,9 @@ class Prediction:
     def summary(self) -> dict[str, Any]:
         return {
             "file": self.name, "score": round(self.score, 6), "label": self.label_text,
-            "threshold": self.threshold, "normal_percentile": _round(self.normal_percentile),
-            "backend": self.backend, "device": self.device,
+            "threshold": self.threshold, "backend": self.backend, "device": self.device,
             "ms": round(sum(self.timings_ms.values()), 2), **{f"{k}_ms": round(v, 2) for k, v in self.timings_ms.items()},
+            "normal_percentile": _round(self.normal_percentile),
         }
 
 
