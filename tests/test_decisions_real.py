@@ -29,8 +29,12 @@ SHORTFALLS = {
                                            "validation normals (17 % flagged at a 5 % rate)"),
     ("patchcore", "tire", "image"): (0.45, f"52.2 %: image AUROC 73.6 at 256 px; {_WEAK}"),
     ("patchcore", "capsules", "image"): (0.68, f"75.9 %: image AUROC 78.1; {_WEAK}"),
-    ("patchcore", "tire", "pixel"): (0.40, "45.7 %: 1 % of good pixels marks too little of tire's defects"),
-    ("patchcore", "capsules", "pixel"): (0.45, "50.9 %: 1 % of good pixels marks too little"),
+    ("patchcore", "kolektor", "image"): (0.78, "85.7 %: 10 defective test images, test goods score above the "
+                                               "validation normals"),
+    ("patchcore", "tire", "pixel"): (0.40, "45.7 %: PatchCore's smooth maps: 1 % of good pixels marks too much "
+                                           "around each defect (0.1 % gives 91 %)"),
+    ("patchcore", "capsules", "pixel"): (0.45, "50.9 %: as on tire"),
+    ("patchcore", "kolektor", "pixel"): (0.40, "47.0 %: the real defects' outline clamped at 5 % of good pixels"),
 }
 CASES = [pytest.param(model, category, marks=[pytest.mark.heavy] if model == "patchcore" else [],
                       id=f"{model}-{category}")
