@@ -40,7 +40,10 @@ def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_s
                   progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """``/benchmark``: run (or resume) models x categories; returns (rows, markdown report, plot, comparison)."""
     from iadbe import benchmark
+    from iadbe.app.startup import import_heavy_libraries
     from iadbe.benchmark.runs import split_names
+
+    import_heavy_libraries()
 
     names = split_names(models)
     if not names:

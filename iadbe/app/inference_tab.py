@@ -37,8 +37,10 @@ VIEWS = ("heatmap", "mask", "contours")
 # --------------------------------------------------------------------------- helpers
 def _load(model_id: Any, backend: str, workspace: Any = None) -> Any:
     """The model, if the visitor may use it (shared models and their own: ``common.resolve_model``)."""
+    from iadbe.app.startup import import_heavy_libraries
     from iadbe.inference import load_model
 
+    import_heavy_libraries()
     return load_model(resolve_model(model_id, workspace), backend=str(backend or "auto"))
 
 

@@ -71,6 +71,30 @@ def start_background_setup() -> threading.Thread | None:
     return thread
 
 
+_IMPORT_LOCK = threading.Lock()
+_IMPORTED = threading.Event()
+
+
+def import_heavy_libraries() -> None:
+    """Import torch, torchvision, timm and anomalib's models once, one thread at a time.
+
+    Two threads importing them for the first time at once can deadlock on Python's per-module import locks
+    (seen in a test: ``_DeadlockError ... torchvision.ops.misc`` when two visitors' first requests and the
+    setup thread imported together). Every handler that needs them calls this first; after the first call
+    it costs one ``Event.is_set``.
+    """
+    if _IMPORTED.is_set():
+        return
+    with _IMPORT_LOCK:
+        if not _IMPORTED.is_set():
+            import anomalib.models  # noqa: F401
+            import timm  # noqa: F401
+            import torch  # noqa: F401
+            import torchvision  # noqa: F401
+
+            _IMPORTED.set()
+
+
 def _needs_demo() -> bool:
     from iadbe.catalog import build_catalog
 
@@ -85,6 +109,7 @@ def _setup() -> None:
     from iadbe.errors import IADBEError
 
     if _needs_demo():
+        import_heavy_libraries()
         from iadbe.demo import ensure_demo_model
 
         STATUS.set("building", "building the demo dataset", 0.0)
@@ -100,6 +125,7 @@ def _setup() -> None:
         STATUS.set("ready", "", 1.0)
     try:
         time.sleep(WARM_DELAY_S)  # let the first page load before torch is imported next to it
+        import_heavy_libraries()
         availability()
         available_backbones()
     except Exception:  # noqa: BLE001 - the training tab shows the error when it asks again

@@ -113,8 +113,10 @@ def end_session(request: gr.Request) -> None:
 def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any, request: gr.Request = None,
                     profile: gr.OAuthProfile | None = None) -> str:
     """``/inspect``: the detection report of the dataset (layout, counts, masks, how val is built)."""
+    from iadbe.app.startup import import_heavy_libraries
     from iadbe.data import load_dataset
 
+    import_heavy_libraries()
     root = dataset_root(dataset_zip, dataset_path, request, visitor_workspace(request, profile))
     return load_dataset("folder", root, str(category or "").strip() or None).report()
 
@@ -154,9 +156,11 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result, validation score
     histogram, test confusion rows). ``false_alarm_percent``: the share of good parts (in %) the threshold
     may flag; empty = the library's default."""
+    from iadbe.app.startup import import_heavy_libraries
     from iadbe.store import check_writable
     from iadbe.training import train
 
+    import_heavy_libraries()
     size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
     time_cap = minutes_cap(max_train_minutes)
@@ -167,8 +171,11 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     workspace = visitor_workspace(request, profile)
     model_name = str(name or "").strip() or None
     out = _workspace_target(workspace, detector, model_name)
-    check_writable(out.parent if out else None)  # a read-only or full store is reported now, not after training
+    if out is None:  # the shared store: a read-only or full store is reported first, not after training
+        check_writable()
     root = dataset_root(dataset_zip, dataset_path, request, workspace)  # an upload over the quota stops here
+    if out is not None:  # a visitor's workspace is made only once the upload is within the quota
+        check_writable(out.parent)
     key, flag = _session(request), threading.Event()
     place = workspace.visitor.key if workspace.private else key  # single-user mode: every tab may queue
     with TRAINING_QUEUE.place(place) as ticket:  # QuotaError: this visitor already has one queued or running
