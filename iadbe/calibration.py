@@ -259,11 +259,12 @@ def calibrate(
         maps = np.asarray(validation.maps)
         pixel_tail = pixel_tail_table(maps[normal])
         pixel_threshold = table_threshold(pixel_tail, pixel_rate)
-        outlined = _real_defect_pixel_threshold(validation, pixel_tail)
-        if outlined is not None:
+        outlined = None if pixel_false_alarm_rate else _real_defect_pixel_threshold(validation, pixel_tail)
+        if outlined is not None:  # the user's own pixel rate wins over the outline
             pixel_threshold = outlined
+            pixel_rate = float((maps[normal] > outlined).mean())  # what the outline flags of good pixels
             notes.append("pixel threshold: the best outline of the real validation defects' masks (F1 over their "
-                         f"pixels), flagging at most {MAX_PIXEL_FALSE_ALARM_RATE:g} of good pixels")
+                         f"pixels); it flags {pixel_rate:.2g} of good validation pixels")
         pixel_min, pixel_max = float(maps.min()), float(maps.max())
     else:
         pixel_threshold, pixel_min, pixel_max = image_threshold, image_min, image_max
