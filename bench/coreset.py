@@ -19,6 +19,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def stock_greedy(embedding: "torch.Tensor", features: "torch.Tensor", steps: int, first: int = 0) -> list[int]:
+    """anomalib's KCenterGreedy loop (its sample_coreset) from ``first``, for ``steps`` steps."""
+    import torch
+    from anomalib.models.components.sampling import KCenterGreedy
+
+    stock = KCenterGreedy(embedding=embedding, sampling_ratio=0.1)  # the ratio only sizes sample_coreset
+    stock.features = features
+    stock.reset_distances()
+    index, chosen = torch.tensor(first), [first]
+    for _ in range(steps - 1):
+        stock.update_distances(cluster_center=index)
+        index = stock.get_new_idx()
+        stock.min_distances.scatter_(0, index.unsqueeze(0).unsqueeze(1), 0.0)
+        chosen.append(int(index))
+    return chosen
+
+
 def tire_embedding(patches: int, dims: int) -> "torch.Tensor":
     """PatchCore's patch embedding of tire training images, as many rows as ``patches``.
 
@@ -74,7 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def measure(args: argparse.Namespace) -> dict:
     """Both selections, interleaved over ``args.repeats`` rounds: medians, speedup, identical count."""
     import torch
-    from anomalib.models.components.sampling import KCenterGreedy
 
     from iadbe.models.coreset import k_center_greedy, project_like_anomalib
 
@@ -86,16 +102,7 @@ def measure(args: argparse.Namespace) -> dict:
     first = 0
 
     def run_stock() -> list[int]:
-        stock = KCenterGreedy(embedding=embedding, sampling_ratio=args.ratio)
-        stock.features = features
-        stock.reset_distances()
-        index, chosen = torch.tensor(first), [first]
-        for _ in range(steps - 1):
-            stock.update_distances(cluster_center=index)
-            index = stock.get_new_idx()
-            stock.min_distances.scatter_(0, index.unsqueeze(0).unsqueeze(1), 0.0)
-            chosen.append(int(index))
-        return chosen
+        return stock_greedy(embedding, features, steps, first)
 
     # interleaved (ABAB...) so both sides see the same machine load; medians reported
     stock_times, our_times = [], []

@@ -93,20 +93,10 @@ def patch_embedding(args: argparse.Namespace, images: int) -> "torch.Tensor":
 
 
 def _stock_steps(embedding: "torch.Tensor", features: "torch.Tensor", steps: int) -> list[int]:
-    """anomalib's KCenterGreedy loop (its sample_coreset), for ``steps`` steps."""
-    import torch
-    from anomalib.models.components.sampling import KCenterGreedy
+    """anomalib's KCenterGreedy loop (its sample_coreset), for ``steps`` steps (bench/coreset.py's)."""
+    from coreset import stock_greedy
 
-    stock = KCenterGreedy(embedding=embedding, sampling_ratio=0.1)
-    stock.features = features
-    stock.reset_distances()
-    index, chosen = torch.tensor(0), [0]
-    for _ in range(steps - 1):
-        stock.update_distances(cluster_center=index)
-        index = stock.get_new_idx()
-        stock.min_distances.scatter_(0, index.unsqueeze(0).unsqueeze(1), 0.0)
-        chosen.append(int(index))
-    return chosen
+    return stock_greedy(embedding, features, steps)
 
 
 def measure_time(args: argparse.Namespace) -> dict:
