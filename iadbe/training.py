@@ -40,7 +40,6 @@ class TrainResult:
     dataset_report: str
     training_time_s: float
     test_outputs: "Outputs | None" = field(default=None, repr=False)
-    val_outputs: "Outputs | None" = field(default=None, repr=False)
 
     def metrics_table(self) -> str:
         return format_metrics(self.metrics)
@@ -196,7 +195,7 @@ def train(
         store.write_config(staging, meta)
     progress(1.0, "done")
     meta = store.read_config(target)
-    return TrainResult(target, metrics, meta, report, training_time, test, val)
+    return TrainResult(target, metrics, meta, report, training_time, test)
 
 
 def run_backend(
@@ -270,24 +269,26 @@ def calibrate_outputs(val: Outputs, samples: Sequence[Any], segmentation: bool,
                       false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None) -> Any:
     """The :class:`~iadbe.calibration.Calibration` of validation outputs (synthetic anomalies told apart)."""
     from iadbe.calibration import ValidationSet, calibrate
+
+    validation = ValidationSet(val.scores, val.labels, val.maps if segmentation else None,
+                               val.masks if segmentation else None, synthetic_flags(samples))
+    return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate)
+
+
+def synthetic_flags(samples: Sequence[Any]) -> np.ndarray:
+    """(N,) bool: which samples are synthetic anomalies (not real images of the dataset)."""
     from iadbe.data.samples import SYNTHETIC_TYPE
 
-    synthetic = np.asarray([getattr(s, "defect_type", "") == SYNTHETIC_TYPE for s in samples], bool)
-    validation = ValidationSet(val.scores, val.labels, val.maps if segmentation else None,
-                               val.masks if segmentation else None, synthetic)
-    return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate)
+    return np.asarray([getattr(s, "defect_type", "") == SYNTHETIC_TYPE for s in samples], bool)
 
 
 def calibration_record(calibration: Any, samples: Sequence[Any], val: Outputs) -> dict[str, Any]:
     """What iadbe.json says of the calibration: the rule, the rates, the images and how they scored."""
-    from iadbe.data.samples import SYNTHETIC_TYPE
-
-    normal = [s for s in samples if not s.is_anomalous]
-    real = [s for s in samples if s.is_anomalous and s.defect_type != SYNTHETIC_TYPE]
-    synthetic = [s for s in samples if s.defect_type == SYNTHETIC_TYPE]
     flagged = val.scores > calibration.image_threshold
     labels = val.labels.astype(bool)
-    kinds = np.asarray([s.defect_type == SYNTHETIC_TYPE for s in samples], bool)
+    kinds = synthetic_flags(samples)
+    normal = [s for s, bad in zip(samples, labels) if not bad]
+    real = [s for s, bad, made in zip(samples, labels, kinds) if bad and not made]
 
     def share(selected: np.ndarray) -> float | None:
         return round(float(flagged[selected].mean()), 4) if selected.any() else None
@@ -301,7 +302,7 @@ def calibration_record(calibration: Any, samples: Sequence[Any], val: Outputs) -
         "validation_detection_rate": {"real": share(labels & ~kinds), "synthetic": share(labels & kinds)},
         "notes": list(calibration.notes),
         "images": {"normal": [str(s.image) for s in normal], "real_defects": [str(s.image) for s in real],
-                   "synthetic": len(synthetic)},
+                   "synthetic": int(kinds.sum())},
         "validation_scores": {"normal": [round(float(v), 6) for v in val.scores[~labels]],
                               "real_defects": [round(float(v), 6) for v in val.scores[labels & ~kinds]],
                               "synthetic": [round(float(v), 6) for v in val.scores[labels & kinds]]},

@@ -149,6 +149,17 @@ def server_folder(text: str) -> Path:
     return path
 
 
+def rate_from_percent(percent: Any) -> float | None:
+    """A percentage typed in the UI as the library's rate; empty -> None (the default). The library checks
+    the range."""
+    if percent in (None, ""):
+        return None
+    try:
+        return float(percent) / 100.0
+    except (TypeError, ValueError):
+        raise fail(f"false alarms must be a percentage such as 1 or 0.1, got {percent!r}") from None
+
+
 def fail(message: str, title: str = "Error") -> Exception:
     """A ``gr.Error`` for a user mistake: shown in the browser, not printed as a traceback in the server log."""
     import gradio as gr

@@ -19,6 +19,7 @@ from iadbe.app.common import (
     MAX_BATCH_FILES,
     default_model,
     fail,
+    rate_from_percent,
     file_path,
     model_choices,
     original_name,
@@ -95,13 +96,6 @@ def among_good_parts(percentile: float | None) -> str:
     return f"higher than {percentile:.0f} % of the validation set's good parts"
 
 
-def _percent(value: Any) -> float:
-    try:
-        return float(value) / 100.0
-    except (TypeError, ValueError):
-        raise fail(f"false alarms must be a percentage such as 1 or 0.1, got {value!r}") from None
-
-
 def _check_threshold(threshold: Any) -> float:
     from iadbe.inference.predictor import check_threshold
 
@@ -124,7 +118,7 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
         raise fail("Upload an image first (or click one of the examples).")
     threshold = _check_threshold(threshold)
     model = _load(model_id, backend, visitor_workspace(request, profile))
-    rate = _percent(false_alarm_percent) if false_alarm_percent not in (None, "", 0) else None
+    rate = rate_from_percent(false_alarm_percent) if false_alarm_percent != 0 else None  # 0: calibrated point
     prediction = model.predict(path, threshold=threshold, names=[original_name(image)], false_alarm_rate=rate)[0]
     shown = for_display(prediction)
     views = render_prediction(shown, opacity, with_panel=False)

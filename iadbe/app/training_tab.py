@@ -35,6 +35,7 @@ from iadbe.app.common import (
     file_path,
     minutes_cap,
     model_choices,
+    rate_from_percent,
     redact,
     request_dir,
     resolve_model,
@@ -164,7 +165,7 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
     time_cap = minutes_cap(max_train_minutes)
-    rate = _false_alarm_rate(false_alarm_percent)
+    rate = rate_from_percent(false_alarm_percent)
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")
@@ -218,16 +219,6 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
               "it is now in the model lists.")
     return (status, rows, result.dataset_report, _test_gallery(result), summary, _histogram(result),
             confusion_rows(result.meta.get("test_counts") or {}))
-
-
-def _false_alarm_rate(percent: Any) -> float | None:
-    """The UI's percent as the library's rate; empty -> None (the default). The library checks the range."""
-    if percent in (None, ""):
-        return None
-    try:
-        return float(percent) / 100.0
-    except (TypeError, ValueError):
-        raise fail(f"false alarms must be a percentage such as 1 or 0.1, got {percent!r}") from None
 
 
 def _histogram(result: Any) -> Any:
