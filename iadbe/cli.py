@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from iadbe import __version__
-from iadbe.constants import BACKENDS
+from iadbe.constants import BACKENDS, PRECISIONS
 from iadbe.cli_commands import (
     cmd_backbones,
     cmd_benchmark,
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory, store name, manifest id or hf:// reference")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--precision", choices=("f32", "bf16"), default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="OpenVINO precision (default f32, or $IADBE_OV_PRECISION); bf16 is faster on CPUs with "
                         "AMX/AVX512-BF16 and moves scores slightly")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the normalised score")

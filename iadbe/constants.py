@@ -52,6 +52,8 @@ CPU_THREADS = _env_int("IADBE_CPU_THREADS", 0)
 #: OpenVINO inference precision on CPU: f32 (default: same numbers as torch), or bf16 (about 2x faster on CPUs
 #: with AMX/AVX512-BF16; normalised scores move by up to ~0.02, see docs/notes/performance.md).
 OV_PRECISION = os.environ.get("IADBE_OV_PRECISION", "f32").strip().lower() or "f32"
+#: The OpenVINO precisions ``load_model(precision=...)`` and ``iadbe predict --precision`` take.
+PRECISIONS = ("f32", "bf16")
 #: Folder where OpenVINO caches compiled models (off by default: a later load of a model takes 30 ms instead
 #: of 150 ms, but every cached model costs its full size again on disk; docs/notes/performance.md).
 OV_CACHE_DIR = os.environ.get("IADBE_OV_CACHE_DIR", "")

@@ -200,6 +200,10 @@ def test_the_dataset_kinds_and_backends_offered_are_the_ones_the_library_reads()
     for command in ("test", "predict"):
         backend = next(a for a in commands[command]._actions if a.dest == "backend")  # noqa: SLF001
         assert tuple(backend.choices) == constants.BACKENDS, command
+    precision = next(a for a in commands["predict"]._actions if a.dest == "precision")  # noqa: SLF001
+    from iadbe.inference.backends import PRECISIONS
+
+    assert tuple(precision.choices) == PRECISIONS == constants.PRECISIONS
 
 
 def test_environment_variables_are_read_in_constants_only() -> None:
