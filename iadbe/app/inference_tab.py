@@ -13,7 +13,6 @@ from typing import Any
 import gradio as gr
 
 from iadbe import constants
-
 from iadbe.app.common import (
     DISPLAY_MAX_SIDE,
     MAX_BATCH_FILES,
@@ -180,8 +179,8 @@ def predict_batch(files: Any, model_id: Any, backend: str, threshold: float, opa
         raise fail("No image could be read: " + "; ".join(failed[:5]))
     if failed:
         gr.Warning(f"{len(failed)} file(s) skipped: " + "; ".join(failed[:3]))
-    gallery = [(str(result.out / row["heatmap_file"]), f"{row['file']}: {row['label']} ({row['score']:.3f})")
-               for row in result.rows if not row["error"]]
+    gallery = list(zip(_display_heatmaps(result.predictions, opacity),
+                       [f"{p.name}: {p.label_text} ({p.score:.3f})" for p in result.predictions], strict=True))
     table = [[row["file"], row.get("score"), row.get("label", "error"), row.get("ms"), row["error"]]
              for row in result.rows]
     summary = (f"{len(result.predictions)} images on {model.backend_name} ({model.device}); "
@@ -190,6 +189,15 @@ def predict_batch(files: Any, model_id: Any, backend: str, threshold: float, opa
 
 
 BATCH_HEADERS = ["file", "score", "label", "ms", "error"]
+
+
+def _display_heatmaps(predictions: list[Any], opacity: float) -> list[str]:
+    """The gallery's pictures: each heatmap drawn at display size as JPEG (the zip keeps the full-size PNGs)."""
+    from iadbe.render import render_prediction, save_views
+
+    folder = view_dir()
+    return [str(save_views({"heatmap": render_prediction(for_display(p), opacity, with_panel=False)["heatmap"]},
+                           folder, f"{index:04d}", fmt="jpeg")["heatmap"]) for index, p in enumerate(predictions)]
 
 
 # --------------------------------------------------------------------------- compare
