@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # iadbe without an
 
 def ready_views(image: str) -> list[str]:
     """Four copies of ``image`` saved as the app saves its views, in Gradio's cache folder."""
-    from iadbe.inference.images import load_image
+    from iadbe.images import load_image
     from iadbe.render import save_views
 
     rgb = load_image(image, "image")

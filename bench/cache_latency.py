@@ -110,7 +110,7 @@ def measure(requests: int = 300, cold_loads: int = 3, threads: int = 2, report=p
     import torch
 
     from iadbe.inference import loading
-    from iadbe.inference.images import load_image
+    from iadbe.images import load_image
 
     torch.set_num_threads(threads)
     model_dir = trained_model("padim")

@@ -1,4 +1,4 @@
-"""What the size-fitted graph rewrites (iadbe/models/graphs.py GRAPH_MODULES) buy in OpenVINO.
+"""What the size-fitted graph rewrites (the graph hooks of iadbe/models/padim.py and patchcore.py) buy in OpenVINO.
 
     python bench/graph_rewrites.py [--runs 40] [--strips 1,2,4]
 
@@ -27,22 +27,20 @@ def export_variant(model_dir: Path, out: Path, rewrites: bool, strips: int | Non
     import torch
 
     from iadbe import store
-    from iadbe.export import build_inference_graph
-    from iadbe.inference.loading import load_state_resizing_buffers
-    from iadbe.models import create_detector
-    from iadbe.models import graphs
+    from iadbe.graph import build_inference_graph, load_state_resizing_buffers
+    from iadbe.models import create_detector, get_spec
     from iadbe.models.factory import DetectorConfig
+    from iadbe.models.padim import padim_graph
 
     config = DetectorConfig.from_dict(store.read_config(model_dir)["detector"])
     module = create_detector(config, pre_trained=False)
     load_state_resizing_buffers(module.model, store.load_weights(model_dir / store.WEIGHTS_FILE), model_dir)
-    original = graphs.GRAPH_MODULES.get("PadimModel")
-    if strips is not None:
-        graphs.GRAPH_MODULES["PadimModel"] = lambda model, size: graphs.padim_graph(model, size, strips=strips)
-    try:
-        graph = build_inference_graph(module.model, config.mean, config.std, config.image_size if rewrites else None)
-    finally:
-        graphs.GRAPH_MODULES["PadimModel"] = original
+    forward = None  # the detector's graph hook, with its size-fitted rewrites
+    if not rewrites:  # the hook's batch-dynamic forward without them
+        forward = get_spec(config.model).hook("graph")(module.model, None)
+    elif strips is not None:
+        forward = padim_graph(module.model, config.image_size, strips=strips)
+    graph = build_inference_graph(module.model, config, forward=forward)
     with torch.no_grad():
         ov_model = ov.convert_model(graph, example_input=torch.rand(2, 3, *config.image_size))
     ov_model.reshape({ov_model.inputs[0]: [-1, 3, *config.image_size]})
@@ -55,7 +53,7 @@ def batch_for(model_dir: Path) -> np.ndarray:
     import cv2
 
     from iadbe import store
-    from iadbe.inference.images import load_image
+    from iadbe.images import load_image
 
     size = tuple(store.read_config(model_dir)["detector"]["image_size"])
     image = load_image(bench_images(1)[0])

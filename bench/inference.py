@@ -19,7 +19,7 @@ def measure(runs: int = 50, threads: int = 2) -> list[tuple]:
 
     torch.set_num_threads(threads)
     from iadbe.inference import load_model
-    from iadbe.inference.images import load_image, to_batch
+    from iadbe.images import load_image, to_batch
 
     rows = []
     for name in ("padim", "patchcore"):

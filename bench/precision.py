@@ -29,7 +29,7 @@ from _timing import median_ms
 def tire_test_set(size: tuple[int, int]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     import cv2
 
-    from iadbe.inference.images import load_image
+    from iadbe.images import load_image
 
     paths = sorted(glob.glob(str(TIRE / "tire" / "test" / "*" / "rgb" / "*.png")))
     if not paths:
@@ -68,7 +68,7 @@ def measure(runs: int = 30, threads: int = 2) -> list[dict]:
     import openvino as ov
     from sklearn.metrics import roc_auc_score
 
-    from iadbe.inference.images import to_batch
+    from iadbe.images import to_batch
     from iadbe.metrics import Calibration
     from iadbe.store import read_config
 

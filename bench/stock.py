@@ -39,7 +39,7 @@ def stock_module(model_dir: Path):
     from safetensors.torch import load_file
     from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-    from iadbe.inference.loading import load_state_resizing_buffers
+    from iadbe.graph import load_state_resizing_buffers
 
     meta = json.loads((model_dir / "iadbe.json").read_text())
     detector = meta["detector"]
@@ -149,7 +149,7 @@ def measure(runs: int = 50, threads: int = 2) -> list[dict]:
     os.environ["IADBE_CPU_THREADS"] = str(threads)
     from iadbe import constants
     from iadbe.inference import load_model
-    from iadbe.inference.images import load_image, resize_rgb
+    from iadbe.images import load_image, resize_rgb
 
     constants.CPU_THREADS = threads
     images = [load_image(p) for p in bench_images(8)]

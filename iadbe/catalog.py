@@ -82,7 +82,7 @@ def build_catalog(manifest_path: Path | None = None, store: Path | None = None,
         entries.append(CatalogEntry(
             id=item.id, display_name=item.display_name, source="manifest", model=item.model,
             backbone=item.backbone, dataset=item.dataset, category=item.category, metrics=dict(item.metrics or {}),
-            location=f"hf://{item.repo_id}/{item.path_in_repo}@{item.revision}".replace("//@", "/@"),
+            location=hub.hub_uri(item.repo_id, item.path_in_repo, item.revision),
             cached=hub.is_cached(item),
         ))
     stores = [(workspace, "workspace")] if workspace is not None else []

@@ -1,4 +1,5 @@
-"""``iadbe`` command line: a thin layer over the library.
+"""``iadbe`` command line: a thin layer over the library. The pipeline's commands (train, test, predict,
+export) are here, the others in :mod:`iadbe.cli_commands`.
 
 Heavy libraries are imported inside each command, so ``iadbe --help`` is instant.
 """
@@ -6,7 +7,6 @@ Heavy libraries are imported inside each command, so ``iadbe --help`` is instant
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import sys
@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from iadbe import __version__
-
-DATASETS = ("mvtec", "mvtec3d", "btech", "kolektor", "visa", "folder")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+from iadbe.constants import BACKENDS, PRECISIONS
+from iadbe.cli_commands import (
+    cmd_backbones,
+    cmd_benchmark,
+    cmd_models,
+    cmd_push,
+    cmd_serve,
+    cmd_zoo,
+    print_table,
+)
+from iadbe.data.kinds import KINDS
 
 
 def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--dataset", choices=DATASETS, required=required, help="dataset kind")
+    parser.add_argument("--dataset", choices=KINDS, required=required, help="dataset kind")
     parser.add_argument("--root", required=required, help="dataset root folder (or .zip / hf://datasets/... for folder)")
     parser.add_argument("--category", help="category (e.g. bottle, tire); not needed for folder/kolektor")
 
@@ -60,17 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="re-evaluate a stored model on a dataset's whole test set")
     p.add_argument("--model-dir", "--model", dest="model", required=True, help="model directory or reference")
     _add_dataset_args(p)
-    p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     _add_rate_args(p, moves=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("predict", help="predict images; writes overlays, binary masks (0/255) and predictions.csv "
-                                       "(each file's path as given, and the names of the files written for it)")
+    p = sub.add_parser("predict", help="predict images; writes overlays/, binary masks (0/255) in masks/, "
+                                       "predictions.csv (each file's path as given, and the files written for it) "
+                                       "and predictions.zip, as the app's Batch tab does")
     p.add_argument("--model", required=True, help="model directory, store name, manifest id or hf:// reference")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("--backend", choices=("auto", "torch", "openvino"), default="auto")
-    p.add_argument("--precision", choices=("f32", "bf16"), default=None,
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="OpenVINO precision (default f32, or $IADBE_OV_PRECISION); bf16 is faster on CPUs with "
                         "AMX/AVX512-BF16 and moves scores slightly")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the normalised score")
@@ -80,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opacity", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", help="output folder (default: ./predictions)")
+    p.add_argument("--no-zip", action="store_true", help="do not write predictions.zip")
     p.add_argument("--trust-local-pickle", action="store_true",
                    help="load pickled weights (weights.pt) of a LOCAL model directory; unpickling can run code "
                         "from the file, so only for files you made or trust")
@@ -216,15 +226,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from iadbe.store import check_writable
     from iadbe.training import train
 
-    if args.dtd_dir:
-        from iadbe.errors import SettingsError
-        from iadbe.models import get_spec
-
-        if get_spec(args.model).name != "draem":
-            raise SettingsError("--dtd-dir is for --model draem only")
     check_writable(Path(args.out).expanduser().absolute().parent if args.out else None)  # before a long run
     settings = parse_settings(args.settings)
-    if args.dtd_dir:
+    if args.dtd_dir:  # a detector without this setting refuses it (resolve_config) before any data is read
         settings["dtd_dir"] = args.dtd_dir
     result = train(
         args.model, args.dataset, args.root, category=args.category, backbone=args.backbone,
@@ -247,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from iadbe.training import evaluate_model_dir, format_metrics
+    from iadbe.evaluation import evaluate_model_dir, format_metrics
 
     metrics, report = evaluate_model_dir(args.model, args.dataset, args.root, args.category, args.backend,
                                          progress=_progress_printer(), false_alarm_rate=args.false_alarm_rate,
@@ -260,13 +264,14 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    from iadbe.data.files import IMAGE_EXTENSIONS
     from iadbe.errors import ImageError
 
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()))
         elif path.exists():
             files.append(path)
         else:
@@ -276,69 +281,24 @@ def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-#: the pictures ``iadbe predict`` writes per image, besides the binary mask
-PREDICT_VIEWS = ("heatmap", "contours", "panel")
-
-
-def _save_predict_outputs(prediction: Any, opacity: float, out: Path, stem: str) -> dict[str, str]:
-    """``<stem>_{heatmap,contours,panel}.png`` overlays and ``<stem>_mask.png``, the binary mask (0/255, the
-    image's own size, as in the app's batch zip); returns {"<kind>_file": file name}."""
-    from iadbe.render import mask_image, render_prediction, save_views
-
-    views = render_prediction(prediction, opacity)
-    saved = save_views({kind: views[kind] for kind in PREDICT_VIEWS}, out, stem)
-    saved.update(save_views({"mask": mask_image(prediction.mask, prediction.image.shape[:2])}, out, stem))
-    return {f"{kind}_file": saved[kind].name for kind in ("mask", *PREDICT_VIEWS)}
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from iadbe.errors import ImageError
     from iadbe.inference import load_model
+    from iadbe.inference.batch import predict_to_files
 
     model = load_model(args.model, backend=args.backend, trust_local_pickle=args.trust_local_pickle,
                        precision=args.precision)
     files = _expand_inputs(args.inputs)
     out = Path(args.out or "predictions")
-    out.mkdir(parents=True, exist_ok=True)
-    rows, failures = [], 0
-    for start in range(0, len(files), args.batch_size):
-        chunk = files[start : start + args.batch_size]
-        try:  # each file is named by its path as given: two 000.png from different folders stay apart
-            predictions = model.predict(chunk, threshold=args.threshold, batch_size=args.batch_size,
-                                        names=[str(path) for path in chunk], false_alarm_rate=args.false_alarm_rate)
-        except ImageError:
-            predictions = []
-            for path in chunk:  # one bad file must not cost the others their result
-                try:
-                    predictions.extend(model.predict(path, threshold=args.threshold, names=[str(path)],
-                                                     false_alarm_rate=args.false_alarm_rate))
-                except ImageError as error:
-                    failures += 1
-                    print(f"skipped: {error}", file=sys.stderr)
-        for prediction in predictions:
-            stem = f"{len(rows):04d}_{Path(prediction.name).stem}"
-            rows.append({**prediction.summary(), **_save_predict_outputs(prediction, args.opacity, out, stem)})
-    _write_csv(out / "predictions.csv", rows)
-    _print_table(rows, ["file", "score", "label", "backend", "ms"])
-    print(f"\n{len(rows)} images on {model.backend_name} ({model.device}); "
-          f"{sum(r['label'] == 'anomalous' for r in rows)} anomalous; outputs in {out}")
-    return 1 if failures and not rows else 0
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns} if rows else {}
-    print("  ".join(c.ljust(widths.get(c, len(c))) for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+    # each file is named by its path as given: two 000.png from different folders stay apart
+    result = predict_to_files(model, files, out, threshold=args.threshold, opacity=args.opacity,
+                              false_alarm_rate=args.false_alarm_rate, batch_size=args.batch_size,
+                              archive=not args.no_zip)
+    for row in result.failures:
+        print(f"skipped: {row['error']}", file=sys.stderr)
+    print_table([row for row in result.rows if not row["error"]], ["file", "score", "label", "backend", "ms"])
+    print(f"\n{len(result.predictions)} images on {model.backend_name} ({model.device}); "
+          f"{result.anomalous} anomalous; outputs in {out}")
+    return 1 if result.failures and not result.predictions else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -347,119 +307,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     xml = export_model_dir(Path(args.model_dir))
     print(f"exported {xml}")
     return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    if args.download:
-        from iadbe import hub
-        from iadbe.catalog import find_manifest_entry
-        from iadbe.errors import ModelUnavailableError
-
-        entry = find_manifest_entry(args.download)
-        if entry is None:
-            raise ModelUnavailableError(f"{args.download}: not in the manifest; `iadbe models` lists the ids")
-        print(f"downloaded and verified {args.download} into {hub.download_model(entry)}")
-        return 0
-    if args.all:
-        from iadbe.models import get_spec, list_models
-
-        rows = []
-        for row in list_models():
-            spec = get_spec(row.model)
-            rows.append({"model": spec.display_name, "in study": "yes" if spec.in_study else "no",
-                         "runs here": "yes" if row.runs_here else "no", "backbone": row.backbone or "-",
-                         "note": row.reason})
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            _print_table(rows, ["model", "in study", "runs here", "backbone", "note"])
-        return 0
-    from iadbe.catalog import build_catalog
-
-    entries = build_catalog()
-    if args.json:
-        print(json.dumps([entry.__dict__ for entry in entries], indent=2, default=str))
-        return 0
-    if not entries:
-        print("no models yet: train one with `iadbe train ...` or add entries to the manifest")
-        return 0
-    rows = [{"id": e.id, "model": e.display_name, "dataset": f"{e.dataset or '-'}/{e.category or '-'}",
-             "backbone": e.backbone or "-", "source": e.source,
-             "cached": "yes" if e.cached else "no",
-             "image AUROC": f"{100 * e.metrics['image_AUROC']:.1f}" if "image_AUROC" in e.metrics else "-",
-             "pixel AUROC": f"{100 * e.metrics['pixel_AUROC']:.1f}" if "pixel_AUROC" in e.metrics else "-",
-             "location": e.location} for e in entries]
-    _print_table(rows, list(rows[0]))
-    return 0
-
-
-def cmd_backbones(args: argparse.Namespace) -> int:
-    del args
-    from iadbe.backbones import ensure_offline_backbones, format_backbone_table, list_backbones
-
-    ensure_offline_backbones()
-    print(format_backbone_table(list_backbones()))
-    return 0
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    from iadbe.hub import push_model
-
-    result = push_model(Path(args.model_dir), args.repo_id, private=args.private, path_in_repo=args.path_in_repo,
-                        manifest_path=Path(args.manifest) if args.manifest else None)
-    print(f"pushed {len(result.files)} files to {result.url} at revision {result.revision}")
-    return 0
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from iadbe.benchmark import RESULTS_DIR, aggregate, compare_with_study, format_comparison, load_records
-    from iadbe.benchmark import run_benchmark
-    from iadbe.benchmark.report import mean_rows
-    from iadbe.benchmark.runs import split_names
-    from iadbe.errors import SettingsError
-
-    if not args.dataset:
-        raise SettingsError("--dataset is required")
-    out = Path(args.out) if args.out else RESULTS_DIR / args.dataset
-    if args.models:
-        if not args.root:
-            raise SettingsError("--root is required to run models")
-        categories = None if args.categories in (None, "all") else split_names(args.categories)
-        try:
-            seeds = [int(seed) for seed in split_names(args.seeds)]
-        except ValueError:
-            raise SettingsError(f"--seeds must be integers, got {args.seeds!r}") from None
-        result = run_benchmark(
-            split_names(args.models), args.dataset, args.root, categories, seeds=seeds, backbone=args.backbone,
-            image_size=args.image_size, max_epochs=args.max_epochs, max_train_images=args.max_train_images,
-            max_train_minutes=args.max_train_minutes, mode=args.mode, out=out, timeout_s=args.timeout,
-            progress=lambda f, m: print(m, flush=True))
-        print(result.summary())
-        if "md" in result.files:
-            print(result.files["md"].read_text(encoding="utf-8"))
-    elif not args.compare_study:
-        raise SettingsError("name --models to run, or --compare-study to compare stored results")
-    if args.compare_study:
-        flat = mean_rows(aggregate(load_records(out)))
-        if not flat:
-            raise SettingsError(f"no finished runs in {out}; run the benchmark first")
-        print(format_comparison(compare_with_study(flat, args.dataset), args.dataset))
-    return 0
-
-
-def cmd_zoo(args: argparse.Namespace) -> int:
-    from iadbe.benchmark.runs import split_names
-    from iadbe.zoo import build_zoo, format_zoo_report
-
-    items = build_zoo(
-        dataset=args.dataset, root=args.root, models=split_names(args.models),
-        categories=split_names(args.categories) if args.categories else None, repo_id=args.repo_id,
-        backbone=args.backbone, image_size=args.image_size, max_epochs=args.max_epochs,
-        max_train_images=args.max_train_images, seed=args.seed, manifest_path=args.manifest,
-        work_dir=args.work_dir, private=args.private, progress=lambda message: print(message, flush=True),
-    )
-    print(format_zoo_report(items))
-    return 1 if any(item.status == "failed" for item in items) else 0
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -495,13 +342,6 @@ def image_size_arg(text: str) -> int | tuple[int, int]:
     if len(sizes) not in (1, 2):
         raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288, got {text!r}")
     return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from iadbe.app import launch
-
-    launch(host=args.host, port=args.port)
-    return 0
 
 
 if __name__ == "__main__":

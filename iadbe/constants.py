@@ -43,6 +43,8 @@ def _shipped_manifest() -> Path:
 
 #: Manifest of pretrained models offered by the app.
 MANIFEST_PATH = _env_path("IADBE_MANIFEST", _shipped_manifest())
+#: Where a model can run (``load_model(backend=...)``): auto picks CUDA torch, else OpenVINO, else CPU torch.
+BACKENDS = ("auto", "torch", "openvino")
 #: Number of loaded models kept in memory.
 MODEL_CACHE_SIZE = _env_int("IADBE_MODEL_CACHE_SIZE", 4)
 #: Threads for CPU inference (0 = library default).
@@ -50,6 +52,8 @@ CPU_THREADS = _env_int("IADBE_CPU_THREADS", 0)
 #: OpenVINO inference precision on CPU: f32 (default: same numbers as torch), or bf16 (about 2x faster on CPUs
 #: with AMX/AVX512-BF16; normalised scores move by up to ~0.02, see docs/notes/performance.md).
 OV_PRECISION = os.environ.get("IADBE_OV_PRECISION", "f32").strip().lower() or "f32"
+#: The OpenVINO precisions ``load_model(precision=...)`` and ``iadbe predict --precision`` take.
+PRECISIONS = ("f32", "bf16")
 #: Folder where OpenVINO caches compiled models (off by default: a later load of a model takes 30 ms instead
 #: of 150 ms, but every cached model costs its full size again on disk; docs/notes/performance.md).
 OV_CACHE_DIR = os.environ.get("IADBE_OV_CACHE_DIR", "")
@@ -88,3 +92,14 @@ OAUTH_CONFIGURED = bool(os.environ.get("OAUTH_CLIENT_ID"))
 #: Developers only, never on a public server: offer Gradio's local *mock* login (it signs every visitor in as
 #: the account of the server's own token) so the sign-in path can be tried without a Space.
 MOCK_LOGIN = _env_bool("IADBE_MOCK_LOGIN")
+
+
+def server_host() -> str:
+    """``GRADIO_SERVER_NAME`` ("" when unset); read when the app starts, not at import, as Gradio does."""
+    return os.environ.get("GRADIO_SERVER_NAME", "")
+
+
+def server_port() -> str:
+    """``PORT`` (set by hosting platforms), else ``GRADIO_SERVER_PORT`` ("" when neither is set); read when the
+    app starts."""
+    return os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT", "")

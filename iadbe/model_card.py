@@ -51,12 +51,6 @@ def finite_metrics(meta: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def hf_uri(repo_id: str, path_in_repo: str = "", revision: str | None = None) -> str:
-    """``hf://OWNER/NAME[/PATH][@REVISION]``, the form ``iadbe.load_model`` accepts."""
-    path = f"/{path_in_repo.strip('/')}" if path_in_repo.strip("/") else ""
-    return f"hf://{repo_id}{path}" + (f"@{revision}" if revision else "")
-
-
 def _eval_results(meta: dict[str, Any], metrics: dict[str, float]) -> list[Any]:
     from huggingface_hub import EvalResult
 
@@ -173,6 +167,8 @@ def build_model_card(
         model_name=model_name,
         eval_results=eval_results or None,
     )
-    uri = hf_uri(repo_id, path_in_repo, revision) if repo_id else None
+    from iadbe.hub.refs import hub_uri
+
+    uri = hub_uri(repo_id, path_in_repo, revision) if repo_id else None
     content = f"---\n{data.to_yaml()}\n---\n\n{_body(meta, metrics, license_id, uri)}"
     return ModelCard(content)

@@ -23,8 +23,7 @@ from iadbe.errors import SettingsError
 
 logger = logging.getLogger(__name__)
 
-#: progress(fraction in [0, 1], message)
-ProgressFn = Callable[[float, str], None]
+from iadbe.evaluation import ProgressFn
 
 # share of the progress bar per stage
 _FIT, _CALIBRATE, _TEST, _EXPORT = 0.70, 0.08, 0.17, 0.05
@@ -39,21 +38,12 @@ class TrainResult:
     meta: dict[str, Any]
     dataset_report: str
     training_time_s: float
-    test_outputs: "Outputs | None" = field(default=None, repr=False)
+    test_outputs: Any = field(default=None, repr=False)  # iadbe.evaluation.Outputs
 
     def metrics_table(self) -> str:
+        from iadbe.evaluation import format_metrics
+
         return format_metrics(self.metrics)
-
-
-@dataclass
-class Outputs:
-    """Raw model outputs over a list of samples, at the model's image size."""
-
-    scores: np.ndarray  # (N,)
-    maps: np.ndarray  # (N, H, W)
-    labels: np.ndarray  # (N,)
-    masks: np.ndarray | None  # (N, H, W) bool, None when the split has no masks
-    paths: list[str]
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -146,11 +136,11 @@ def train(
                           max_train_minutes, seed=seed)
     training_time = time.perf_counter() - started
 
-    from iadbe.export import build_inference_graph
-    from iadbe.inference.backends import TorchBackend
+    from iadbe.evaluation import run_backend, score_outputs, torch_runner
+    from iadbe.graph import build_inference_graph
 
-    graph = build_inference_graph(module.model, config.mean, config.std, config.image_size)
-    runner = TorchBackend(graph, "cpu")
+    graph = build_inference_graph(module.model, config)
+    runner = torch_runner(graph)
     progress(_FIT, "calibrating thresholds on validation data")
     val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
     calibration = calibrate_outputs(val, splits.val, config.segmentation, false_alarm_rate, pixel_false_alarm_rate)
@@ -198,74 +188,7 @@ def train(
     return TrainResult(target, metrics, meta, report, training_time, test)
 
 
-def run_backend(
-    backend: Any,
-    samples: Sequence[Any],
-    image_size: tuple[int, int],
-    batch_size: int = 16,
-    progress: ProgressFn | None = None,
-) -> Outputs:
-    """Raw outputs of a backend (``iadbe.inference.backends``) over ``samples``, images read as
-    inference reads them."""
-    from iadbe.inference.images import load_image, to_batch
-
-    progress = progress or _no_progress
-    scores, maps, masks, labels, paths = [], [], [], [], []
-    has_masks = any(getattr(sample, "mask", None) for sample in samples)
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        images = [load_image(sample.image) for sample in chunk]
-        score, amap = backend.run(to_batch(images, image_size))
-        scores.append(score)
-        maps.append(amap)
-        for sample in chunk:
-            labels.append(int(sample.label))
-            paths.append(str(sample.image))
-            if has_masks:
-                masks.append(_read_mask(sample, image_size))
-        progress(min(1.0, (start + len(chunk)) / max(1, len(samples))), f"{start + len(chunk)}/{len(samples)}")
-    return Outputs(
-        scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
-        maps=np.concatenate(maps) if maps else np.zeros((0, *image_size), np.float32),
-        labels=np.asarray(labels, dtype=np.int64),
-        masks=np.stack(masks) if masks else None,
-        paths=paths,
-    )
-
-
-def score_outputs(outputs: Outputs, calibration: Any, segmentation: bool) -> dict[str, float]:
-    from iadbe.metrics import evaluate
-
-    if not segmentation:
-        return evaluate(outputs.scores, outputs.labels, calibration)
-    return evaluate(outputs.scores, outputs.labels, calibration, outputs.maps, outputs.masks)
-
-
-def evaluate_model_dir(
-    model_ref: str | Path,
-    dataset: str,
-    root: str | Path,
-    category: str | None = None,
-    backend: str = "auto",
-    progress: ProgressFn | None = None,
-    false_alarm_rate: float | None = None,
-    pixel_false_alarm_rate: float | None = None,
-) -> tuple[dict[str, float], str]:
-    """Re-evaluate a stored model on a dataset's whole test set; returns (metrics, dataset report).
-
-    ``false_alarm_rate`` / ``pixel_false_alarm_rate`` move the stored thresholds first
-    (:meth:`~iadbe.calibration.Calibration.with_false_alarm_rate`)."""
-    from iadbe.data import load_dataset
-    from iadbe.inference import load_model
-
-    model = load_model(model_ref, backend=backend)
-    calibration = model.calibration.with_false_alarm_rate(false_alarm_rate, pixel_false_alarm_rate)
-    splits = load_dataset(dataset, root, category)
-    outputs = run_backend(model.backend, splits.test, model.config.image_size, progress=progress)
-    return score_outputs(outputs, calibration, model.config.segmentation), splits.report()
-
-
-def calibrate_outputs(val: Outputs, samples: Sequence[Any], segmentation: bool,
+def calibrate_outputs(val: Any, samples: Sequence[Any], segmentation: bool,
                       false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None) -> Any:
     """The :class:`~iadbe.calibration.Calibration` of validation outputs (synthetic anomalies told apart)."""
     from iadbe.calibration import ValidationSet, calibrate
@@ -282,7 +205,7 @@ def synthetic_flags(samples: Sequence[Any]) -> np.ndarray:
     return np.asarray([getattr(s, "defect_type", "") == SYNTHETIC_TYPE for s in samples], bool)
 
 
-def calibration_record(calibration: Any, samples: Sequence[Any], val: Outputs) -> dict[str, Any]:
+def calibration_record(calibration: Any, samples: Sequence[Any], val: Any) -> dict[str, Any]:
     """What iadbe.json says of the calibration: the rule, the rates, the images and how they scored."""
     flagged = val.scores > calibration.image_threshold
     labels = val.labels.astype(bool)
@@ -307,18 +230,6 @@ def calibration_record(calibration: Any, samples: Sequence[Any], val: Outputs) -
                               "real_defects": [round(float(v), 6) for v in val.scores[labels & ~kinds]],
                               "synthetic": [round(float(v), 6) for v in val.scores[labels & kinds]]},
     }
-
-
-def _read_mask(sample: Any, image_size: tuple[int, int]) -> np.ndarray:
-    """Ground truth at the model's size (nearest), all-False for normal images without a mask."""
-    import cv2
-    from PIL import Image
-
-    if not getattr(sample, "mask", None):
-        return np.zeros(image_size, dtype=bool)
-    with Image.open(sample.mask) as mask:
-        array = np.asarray(mask.convert("L"))
-    return cv2.resize(array, image_size[::-1], interpolation=cv2.INTER_NEAREST) > 0
 
 
 def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progress: ProgressFn,
@@ -403,10 +314,12 @@ def _span(progress: ProgressFn, start: float, width: float, label: str) -> Progr
 
 
 def minimum_train_images(config: Any) -> int:
-    """Fewest normal images a detector can be fitted on (a covariance or a PCA needs more than one)."""
-    if config.model == "dfkde":
-        return int(config.init_args.get("n_pca_components", 16)) + 1  # PCA rank, else the KDE fit fails
-    return 2
+    """Fewest normal images a detector can be fitted on: its spec's ``min_train_images`` hook, else 2 (a
+    covariance or a PCA needs more than one)."""
+    from iadbe.models import get_spec
+
+    hook = get_spec(config.model).hook("min_train_images")
+    return hook(config.init_args) if hook is not None else 2
 
 
 def _check_train_size(config: Any, count: int) -> None:
@@ -460,16 +373,3 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     return info
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    """A two-column table of metrics in percent, in the study's order."""
-    order = ["image_AUROC", "image_AUPR", "image_F1", "image_F1_oracle", "image_false_alarm_rate", "image_miss_rate",
-             "pixel_AUROC", "pixel_AUPR", "pixel_F1", "pixel_F1_oracle", "pixel_false_alarm_rate", "pixel_miss_rate",
-             "pixel_AUPRO"]
-    rows = [(key, metrics[key]) for key in order if key in metrics]
-    rows += [(key, value) for key, value in metrics.items() if key not in order]
-    width = max((len(key) for key, _ in rows), default=6)
-    lines = [f"{'metric':<{width}}  value (%)", f"{'-' * width}  ---------"]
-    lines += [f"{key:<{width}}  {100 * value:9.2f}" for key, value in rows]
-    return "\n".join(lines)

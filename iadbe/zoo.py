@@ -77,16 +77,16 @@ def build_zoo(
         SettingsError / DatasetError: unknown model, no category found.
     """
     from iadbe.data import list_categories
-    from iadbe.hub import HubError, _check_repo_id, _resolve_token, default_entry_id
+    from iadbe.hub import HubError, check_repo_id, default_entry_id, resolve_token
     from iadbe.manifest import load_manifest
     from iadbe.models import get_spec
 
     report = progress or (lambda message: logger.info("%s", message))
-    repo_id = _check_repo_id(repo_id)
+    repo_id = check_repo_id(repo_id)
     specs = [get_spec(name) for name in models]
     if not specs:
         raise SettingsError("name at least one model (--models padim,patchcore,...)")
-    if _resolve_token(token) is None:
+    if resolve_token(token) is None:
         raise HubError("pushing the zoo needs a Hub write token: set HF_TOKEN or run `huggingface-cli login`")
     manifest_path = Path(manifest_path) if manifest_path else constants.MANIFEST_PATH
     work_dir = Path(work_dir) if work_dir else constants.IADBE_HOME / "zoo"

@@ -60,3 +60,35 @@ def test_predict_writes_binary_masks_and_the_paths_as_given(model_dir: Path, dat
         got = np.asarray(Image.open(Path("out") / row["mask_file"]).convert("L")) == 255
         assert np.array_equal(got, expected)
     assert any(np.asarray(Image.open(Path("out") / row["mask_file"])).max() == 255 for row in rows)
+
+
+def test_the_library_batch_writes_what_the_cli_and_the_app_hand_out(model_dir: Path, dataset: Path,
+                                                                    tmp_path: Path) -> None:
+    """One batch function (``iadbe.inference.batch``): a row per input in order, an unreadable file costs only
+    its own row, and the zip holds exactly the CSV and the files the rows name."""
+    import zipfile
+
+    from iadbe.inference import load_model
+    from iadbe.inference.batch import predict_to_files
+
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    images = sorted((dataset / "defect").glob("*.png"))[:2]
+    model = load_model(model_dir, backend="torch")
+    (tmp_path / "out" / "overlays").mkdir(parents=True)
+    (tmp_path / "out" / "overlays" / "stale_heatmap.png").write_bytes(b"an earlier run's")
+    result = predict_to_files(model, [images[0], bad, images[1]], tmp_path / "out", names=["a.png", "b.png", "c.png"],
+                              batch_size=3)
+    assert [row["file"] for row in result.rows] == ["a.png", "b.png", "c.png"]
+    assert [bool(row["error"]) for row in result.rows] == [False, True, False] and len(result.predictions) == 2
+    assert result.rows[0]["score"] == pytest.approx(model.predict(images[0])[0].score, abs=1e-6)
+    written = {row[column] for row in result.rows if not row["error"]
+               for column in ("mask_file", "heatmap_file", "contours_file", "panel_file")}
+    assert written == {"masks/0000_a_mask.png", "overlays/0000_a_heatmap.png", "overlays/0000_a_contours.png",
+                       "overlays/0000_a_panel.png", "masks/0002_c_mask.png", "overlays/0002_c_heatmap.png",
+                       "overlays/0002_c_contours.png", "overlays/0002_c_panel.png"}
+    with zipfile.ZipFile(result.archive) as bundle:
+        assert set(bundle.namelist()) == written | {"predictions.csv"}  # not the earlier run's file
+    with open(result.csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["file"] for row in rows] == ["a.png", "b.png", "c.png"] and rows[1]["error"] and not rows[0]["error"]

@@ -134,7 +134,7 @@ def run_setting(case: corpus.Case, data: Path) -> Any:
 def test_corpus_through_the_library(cases, fixture_model, app, home, capsys):
     from iadbe.data import load_dataset
     from iadbe.inference import load_model
-    from iadbe.inference.images import load_image
+    from iadbe.images import load_image
     from iadbe.manifest import load_manifest
     from iadbe.models import all_specs
 

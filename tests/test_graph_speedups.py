@@ -1,4 +1,4 @@
-"""The inference-graph speed-ups compute what anomalib computes (see iadbe/models/graphs.py)."""
+"""The inference-graph speed-ups compute what anomalib computes (see iadbe/models/graphs.py, padim.py, patchcore.py)."""
 
 from __future__ import annotations
 
@@ -45,13 +45,16 @@ def test_inference_graph_with_speedups_equals_anomalib_model(name: str, size: tu
     resampling) against anomalib's forward, at batch 1 and 3; the model's state dict keeps its keys."""
     import copy
 
-    from iadbe.export import build_inference_graph
+    from iadbe.graph import build_inference_graph
+    from iadbe.models import DetectorConfig
     from tests.test_model_smoke import _fitted_model
 
     model = _fitted_model(name, size)
     reference = copy.deepcopy(model)
     keys = set(model.state_dict())
-    graph = build_inference_graph(model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), size)
+    config = DetectorConfig(model=name, init_args={}, backbone=None, image_size=size, mean=(0.5, 0.5, 0.5),
+                            std=(0.5, 0.5, 0.5))
+    graph = build_inference_graph(model, config)
     assert set(model.state_dict()) == keys
     assert not any(type(m).__name__ == "GaussianBlur2d" for m in graph.modules())
     assert type(graph._forward).__name__ == {"padim": "PadimGraph", "patchcore": "PatchcoreGraph"}[name]
@@ -66,7 +69,7 @@ def test_inference_graph_with_speedups_equals_anomalib_model(name: str, size: tu
 
 
 def test_padim_graph_with_any_strip_count_and_a_layer_with_no_kept_channel() -> None:
-    from iadbe.models.graphs import padim_graph
+    from iadbe.models.padim import padim_graph
     from tests.test_model_smoke import _fitted_model
 
     model = _fitted_model("padim")
@@ -130,10 +133,10 @@ def test_map_resampler_refuses_what_is_not_a_separable_linear_map() -> None:
 @pytest.mark.parametrize("chunk_rows", [7, 64, 10**6])
 def test_patchcore_blockwise_nearest_neighbours_equal_anomalib(chunk_rows: int, monkeypatch) -> None:
     """The memory bank searched in blocks (a ragged last one too), with and without the neighbour re-weighting."""
-    from iadbe.models import graphs
+    from iadbe.models import patchcore
     from tests.test_model_smoke import _fitted_model
 
-    monkeypatch.setattr(graphs, "NN_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(patchcore, "NN_CHUNK_ROWS", chunk_rows)
     model = _fitted_model("patchcore")
     assert model.memory_bank.shape[0] > 64 and model.memory_bank.shape[0] % 7
     images = torch.randn(3, 3, 64, 64)
@@ -154,7 +157,7 @@ def test_patchcore_blockwise_nearest_neighbours_equal_anomalib(chunk_rows: int, 
         model.num_neighbors = neighbours
         with torch.no_grad():
             expected = model(images)
-            got = graphs.patchcore_forward(model, images)
+            got = patchcore.patchcore_forward(model, images)
         atol = squared_tol / (2 * float(expected.anomaly_map.min()))
         spread = float(expected.anomaly_map.max() - expected.anomaly_map.min())
         assert atol < 0.01 * spread  # the tolerance stays far below the differences the map is there to show

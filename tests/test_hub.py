@@ -112,6 +112,17 @@ def test_parse_hub_ref_forms():
             parse_hub_ref(bad)
 
 
+def test_hub_uri_is_the_one_writer_of_what_parse_hub_ref_reads():
+    from iadbe.hub import hub_uri
+
+    for ref in (HubRef("me/repo"), HubRef("me/repo", "padim/bottle", "c" * 40), HubRef("me/repo", "", "main"),
+                HubRef("me/parts", "sub", "v1", "dataset"), HubRef("me/parts", "", None, "dataset")):
+        uri = hub_uri(ref.repo_id, ref.path_in_repo, ref.revision, ref.repo_type)
+        assert uri == ref.uri and parse_hub_ref(uri) == ref
+    assert hub_uri("me/repo", "", "main") == "hf://me/repo@main"  # no "/@" for a repo's root
+    assert hub_uri("me/repo", "/padim/") == "hf://me/repo/padim"
+
+
 def test_redact_removes_tokens_and_bearer_values():
     text = "401 for Authorization: Bearer sk-secret-123 and hf_abcdefghijklmnopqrstuv, token=sk-secret-123"
     out = redact(text, "sk-secret-123")

@@ -8,7 +8,7 @@ from PIL import Image
 
 from iadbe import constants
 from iadbe.errors import ImageError
-from iadbe.inference.images import load_image, to_batch
+from iadbe.images import load_image, to_batch
 
 
 def _png_bytes(image: Image.Image, fmt="PNG", **kwargs) -> bytes:

@@ -143,7 +143,7 @@ def test_compiled_model_cache_is_opt_in_and_changes_nothing(trained, tmp_path, m
     from iadbe import constants
     from iadbe.inference import load_model
     from iadbe.inference.backends import OpenVINOBackend
-    from iadbe.inference.images import load_image, to_batch
+    from iadbe.images import load_image, to_batch
 
     model_dir = trained["patchcore"].model_dir
     images = [load_image(path) for path in _tire_images(2)]

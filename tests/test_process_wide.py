@@ -80,7 +80,7 @@ def test_a_bomb_in_a_training_zip_is_refused_and_pillows_guard_stays(tmp_path, m
     from iadbe import constants
     from iadbe.data import load_dataset
     from iadbe.errors import DatasetError, ImageError
-    from iadbe.inference.images import load_image
+    from iadbe.images import load_image
 
     monkeypatch.setattr(constants, "IADBE_HOME", tmp_path / "home")
     guard = Image.MAX_IMAGE_PIXELS

@@ -54,7 +54,8 @@ def test_a_trusted_local_pickle_predicts_like_the_safetensors_original(pickled_c
 
 def test_trust_never_applies_to_downloads_or_to_export(pickled_copy):
     from iadbe.errors import SettingsError, UnsafeCheckpointError
-    from iadbe.inference.loading import build_graph, load_model
+    from iadbe.graph import rebuild_graph
+    from iadbe.inference.loading import load_model
     from iadbe.models import DetectorConfig
 
     _, copy, _ = pickled_copy
@@ -62,7 +63,7 @@ def test_trust_never_applies_to_downloads_or_to_export(pickled_copy):
         load_model("hf://someone/models/padim@" + "0" * 40, trust_local_pickle=True)
     config = DetectorConfig.from_dict(json.loads((copy / "iadbe.json").read_text())["detector"])
     with pytest.raises(UnsafeCheckpointError):
-        build_graph(copy, config)  # e.g. `iadbe export` on this folder: no consent given
+        rebuild_graph(copy, config)  # e.g. `iadbe export` on this folder: no consent given
 
 
 def test_cli_predict_needs_the_flag(pickled_copy, tmp_path):

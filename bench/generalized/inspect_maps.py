@@ -3,7 +3,7 @@ import sys
 import numpy as np
 from iadbe.data import load_dataset
 from iadbe.inference import load_model
-from iadbe.training import run_backend
+from iadbe.evaluation import run_backend
 from iadbe.metrics import evaluate
 
 model = load_model(sys.argv[1], "torch")

@@ -12,6 +12,7 @@ import gradio as gr
 
 from iadbe import constants
 from iadbe.app.common import fail, minutes_cap, server_folder, user_errors
+from iadbe.data.kinds import KINDS
 
 STUDY_NOTE = """\
 ### The IADBE study (reference)
@@ -23,7 +24,7 @@ the same benchmark again skips finished runs. Its tables are stored in the packa
 (`iadbe/benchmark/study_tables.json`); the comparison below says where its printed averages are wrong.
 """
 RESULT_SUFFIXES = {".csv", ".json", ".md", ".tex", ".txt", ".png"}
-DATASETS = ["mvtec3d", "mvtec", "btech", "kolektor", "visa", "folder"]
+DATASETS = list(KINDS)
 
 
 def result_roots() -> list[Path]:

@@ -6,14 +6,13 @@ in ``gr.State`` so the threshold and opacity sliders re-draw the pictures withou
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from iadbe import constants
 from iadbe.app.common import (
     DISPLAY_MAX_SIDE,
     MAX_BATCH_FILES,
@@ -31,8 +30,7 @@ from iadbe.app.common import (
     visitor_workspace,
 )
 
-BACKENDS = ["auto", "torch", "openvino"]
-VIEWS = ("heatmap", "mask", "contours")
+BACKENDS = list(constants.BACKENDS)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -157,8 +155,9 @@ def rerender(state: Any, threshold: float, opacity: float) -> tuple:
 def predict_batch(files: Any, model_id: Any, backend: str, threshold: float, opacity: float,
                   request: gr.Request = None, profile: gr.OAuthProfile | None = None,
                   progress: Any = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's idiom
-    """``/predict_batch``: (gallery, table rows, zip path, summary)."""
-    from iadbe.errors import ImageError
+    """``/predict_batch``: (gallery, table rows, zip path, summary); the files are the library's
+    (:func:`iadbe.inference.batch.predict_to_files`, the same as ``iadbe predict`` writes)."""
+    from iadbe.inference.batch import predict_to_files
 
     paths = [file_path(f) for f in (files or []) if file_path(f)]
     if not paths:
@@ -167,57 +166,38 @@ def predict_batch(files: Any, model_id: Any, backend: str, threshold: float, opa
         raise fail(f"{len(paths)} files: at most {MAX_BATCH_FILES} per batch.")
     threshold = _check_threshold(threshold)
     model = _load(model_id, backend, visitor_workspace(request, profile))
-    out = request_dir("batch")
-    rows, gallery, failed = [], [], []
-    for index, (value, path) in enumerate(zip(files, paths, strict=True)):
-        name = original_name(value, Path(path).name)
+    names = [original_name(value, Path(path).name) for value, path in zip(files, paths, strict=True)]
+
+    def report(done: int, total: int, name: str) -> None:
         if progress is not None:
-            progress((index, len(paths)), desc=f"{name}")
-        try:
-            prediction = model.predict(path, threshold=threshold, names=[name])[0]
-        except ImageError as error:
-            failed.append(str(error))
-            rows.append([name, None, "error", None, str(error)])
-            continue
-        stem = f"{len(gallery):04d}_{Path(name).stem}"
-        saved = _save_prediction(for_display(prediction), opacity, out, stem)
-        gallery.append((str(saved["heatmap"]), f"{name}: {prediction.label_text} ({prediction.score:.3f})"))
-        ms = round(sum(prediction.timings_ms.values()), 2)
-        rows.append([name, round(prediction.score, 6), prediction.label_text, ms, ""])
-    if not gallery:
+            progress((done, total), desc=name)
+
+    result = predict_to_files(model, paths, request_dir("batch"), names=names, threshold=threshold,
+                              opacity=opacity, batch_size=1, progress=report)
+    failed = [row["error"] for row in result.failures]
+    if not result.predictions:
         raise fail("No image could be read: " + "; ".join(failed[:5]))
     if failed:
         gr.Warning(f"{len(failed)} file(s) skipped: " + "; ".join(failed[:3]))
-    archive = _write_zip(out, rows)
-    anomalous = sum(row[2] == "anomalous" for row in rows)
-    summary = (f"{len(gallery)} images on {model.backend_name} ({model.device}); {anomalous} anomalous"
-               + (f"; {len(failed)} skipped" if failed else ""))
-    return gallery, rows, str(archive), summary
-
-
-def _save_prediction(prediction: Any, opacity: float, out: Path, stem: str) -> dict[str, Path]:
-    from iadbe.render import mask_image, render_prediction, save_views
-
-    views = render_prediction(prediction, opacity)
-    saved = save_views({k: views[k] for k in VIEWS}, out / "overlays", stem)
-    saved.update(save_views({"mask": mask_image(prediction.mask, prediction.image.shape[:2])}, out / "masks", stem))
-    return saved
-
-
-def _write_zip(out: Path, rows: list[list[Any]]) -> Path:
-    with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(BATCH_HEADERS)
-        writer.writerows(rows)
-    archive = out / "predictions.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for path in sorted(out.rglob("*")):
-            if path.is_file() and path != archive:
-                bundle.write(path, path.relative_to(out).as_posix())
-    return archive
+    gallery = list(zip(_display_heatmaps(result.predictions, opacity),
+                       [f"{p.name}: {p.label_text} ({p.score:.3f})" for p in result.predictions], strict=True))
+    table = [[row["file"], row.get("score"), row.get("label", "error"), row.get("ms"), row["error"]]
+             for row in result.rows]
+    summary = (f"{len(result.predictions)} images on {model.backend_name} ({model.device}); "
+               f"{result.anomalous} anomalous" + (f"; {len(failed)} skipped" if failed else ""))
+    return gallery, table, str(result.archive), summary
 
 
 BATCH_HEADERS = ["file", "score", "label", "ms", "error"]
+
+
+def _display_heatmaps(predictions: list[Any], opacity: float) -> list[str]:
+    """The gallery's pictures: each heatmap drawn at display size as JPEG (the zip keeps the full-size PNGs)."""
+    from iadbe.render import render_prediction, save_views
+
+    folder = view_dir()
+    return [str(save_views({"heatmap": render_prediction(for_display(p), opacity, with_panel=False)["heatmap"]},
+                           folder, f"{index:04d}", fmt="jpeg")["heatmap"]) for index, p in enumerate(predictions)]
 
 
 # --------------------------------------------------------------------------- compare

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from iadbe import constants
 from iadbe.app.common import (
     DEFAULT_CONCURRENCY,
     MAX_FILE_SIZE,
@@ -23,8 +23,8 @@ DEFAULT_PORT = 7860
 def server_address(host: str | None = None, port: int | None = None) -> tuple[str, int]:
     """(host, port): the arguments, else ``GRADIO_SERVER_NAME`` / ``PORT`` / ``GRADIO_SERVER_PORT``,
     else 0.0.0.0:7860."""
-    host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
-    raw = port or os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT
+    host = host or constants.server_host() or DEFAULT_HOST
+    raw = port or constants.server_port() or DEFAULT_PORT
     try:
         return host, int(raw)
     except ValueError:

@@ -73,7 +73,7 @@ def time_inference(model_dir: Path, images: Sequence[Path], backend: str, warmup
 def per_category_metrics(outputs: Any, calibration: Any, segmentation: bool,
                          ranges: dict[str, tuple[int, int]]) -> dict[str, dict[str, float]]:
     """Metrics of each category's slice of a combined test set (unified mode)."""
-    from iadbe.training import Outputs, score_outputs
+    from iadbe.evaluation import Outputs, score_outputs
 
     found = {}
     for category, (start, stop) in ranges.items():
@@ -108,7 +108,8 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
     """Do the run and return its record (``status`` ok)."""
     from iadbe.data import load_dataset
     from iadbe.inference import load_model
-    from iadbe.training import evaluate_model_dir, library_versions, machine_info, train
+    from iadbe.evaluation import evaluate_model_dir
+    from iadbe.training import library_versions, machine_info, train
 
     started = time.perf_counter()
     splits, ranges = (combined_splits(spec) if spec.mode == "unified" else (None, {}))

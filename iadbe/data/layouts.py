@@ -11,30 +11,11 @@ from pathlib import Path
 
 from iadbe.data import parsers, pools, yolo
 from iadbe.data.files import find_child, list_images, listed, mask_key, subdirs
+from iadbe.data.layout_help import LAYOUT_HELP
 from iadbe.data.samples import RawSplits
 from iadbe.errors import DatasetError
 
 Parser = Callable[[Path, "str | None"], RawSplits]
-
-LAYOUT_HELP = """\
-Layouts understood (image files: .png .jpg .jpeg .bmp .tif .tiff .webp):
-  mvtec         train/good/*.png, test/<type>/*.png, [ground_truth/<type>/<name>_mask.png]
-  mvtec_loco    train/good, validation/good, test/<type>, ground_truth/<type>/<name>.png (or <name>/000.png)
-  mvtec3d       {train,validation,test}/<type>/rgb/000.png, test/<type>/gt/000.png
-  btech         train/ok, test/ok, test/ko, ground_truth/ko/<name>.png
-  visa_csv      split_csv/1cls.csv + <category>/Data/Images/{Normal,Anomaly}, <category>/Data/Masks/Anomaly
-  visa_pytorch  visa_pytorch/<category>/{train,test}/{good,bad}, ground_truth/bad
-  kolektor      kos01/Part0.jpg + kos01/Part0_label.bmp (all-zero label = normal)
-  good_defect   good/*.png, defect/*.png (or bad, anomaly, abnormal, ng, ko; several folders allowed),
-                [masks/<name>.png or masks/<name>_mask.png]
-  yolo          images/{train,val,test}/*.jpg + labels/{train,val,test}/*.txt (Ultralytics), or
-                {train,valid,test}/images + {train,valid,test}/labels (Roboflow), [+ data.yaml: path, train,
-                val, test (folders or list files), names]; empty or absent label file = normal image
-Example (good_defect):
-  my_parts/
-    good/000.png 001.png ...
-    defect/000.png ...
-    masks/000.png ..."""
 
 
 def _has(root: Path, *parts: str) -> bool:
@@ -75,7 +56,8 @@ LAYOUTS: tuple[tuple[str, Callable[[Path], bool], Parser], ...] = (
 LAYOUT_NAMES = tuple(name for name, _, _ in LAYOUTS)
 #: Layouts whose dataset folder is a category folder (its name is the default category).
 MVTEC_FAMILY = ("mvtec", "mvtec_loco", "mvtec3d", "btech", "visa_pytorch")
-#: Layouts each ``kind`` of :func:`iadbe.data.load_dataset` accepts (``folder`` accepts all).
+#: Layouts each ``kind`` of :func:`iadbe.data.load_dataset` accepts (``folder`` accepts all); its keys are
+#: :data:`iadbe.data.kinds.KINDS`, in that order (tests/test_architecture.py).
 KIND_LAYOUTS = {
     "mvtec": ("mvtec", "mvtec_loco"),
     "mvtec3d": ("mvtec3d",),

@@ -1,6 +1,6 @@
 """Training batches for anomalib models, decoded and resized exactly as inference does.
 
-Images go through :func:`iadbe.inference.images.load_image` and ``resize_rgb`` so the features a
+Images go through :func:`iadbe.images.load_image` and ``resize_rgb`` so the features a
 model is fitted on are the features it sees when deployed; anomalib's pre-processor then only
 normalises (its Resize is a no-op at this size).
 """
@@ -16,7 +16,7 @@ def make_train_loader(samples: Sequence[Any], image_size: tuple[int, int], batch
     from anomalib.data import ImageBatch, ImageItem
     from torch.utils.data import DataLoader, Dataset
 
-    from iadbe.inference.images import load_image, resize_rgb
+    from iadbe.images import load_image, resize_rgb
 
     class TrainSet(Dataset):
         def __len__(self) -> int:

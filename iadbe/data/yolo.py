@@ -15,6 +15,7 @@ import hashlib
 from pathlib import Path
 
 from iadbe.data.files import cache_key, derived_dir
+from iadbe.data.layout_help import LAYOUT_HELP
 from iadbe.data.masks import parse_yolo_labels, rasterise_shapes
 from iadbe.data.samples import ANOMALOUS, NORMAL, RawSplits, Sample
 from iadbe.data.yolo_splits import SPLIT_KEYS, SplitFiles, find_splits, has_arrangement, label_path
@@ -122,8 +123,6 @@ def _require_train_normals(root: Path, arrangement: str, samples: dict[str, list
     """A clear error, with what was found per split and the known layouts, when train has no normal image."""
     if any(not s.is_anomalous for s in samples.get("train", [])):
         return
-    from iadbe.data.layouts import LAYOUT_HELP
-
     found = "; ".join(summary[k] for k in SPLIT_KEYS if k in summary) or "no images"
     where = "no train split" if "train" not in samples else "no normal image in the train split"
     raise DatasetError(

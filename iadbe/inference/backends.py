@@ -110,7 +110,7 @@ def _usable_cache_dir(path: str) -> bool:
     return os.access(path, os.W_OK)
 
 
-PRECISIONS = ("f32", "bf16")
+PRECISIONS = constants.PRECISIONS
 
 
 def check_precision(precision: str | None) -> str:

@@ -16,7 +16,7 @@ from iadbe import constants
 from iadbe.errors import ModelFormatError, SettingsError, UnsafeCheckpointError
 from iadbe.inference.predictor import LoadedModel
 
-BACKENDS = ("auto", "torch", "openvino")
+BACKENDS = constants.BACKENDS
 
 
 class _Loading:
@@ -191,51 +191,8 @@ def _load(model_dir: Path, kind: str, device: str, trust_pickle: bool = False,
 
         runner: Any = OpenVINOBackend(model_dir / "openvino" / "model.xml", device, precision)
     else:
+        from iadbe.graph import rebuild_graph
         from iadbe.inference.backends import TorchBackend
 
-        runner = TorchBackend(build_graph(model_dir, config, trust_pickle=trust_pickle), device)
+        runner = TorchBackend(rebuild_graph(model_dir, config, trust_pickle=trust_pickle), device)
     return LoadedModel(model_dir=model_dir, meta=meta, config=config, calibration=calibration, backend=runner)
-
-
-def build_graph(model_dir: Path, config: Any, *, trust_pickle: bool = False) -> Any:
-    """Rebuild the torch inference graph from the config and ``weights.safetensors`` (or, only with
-    ``trust_pickle``, the pickled weights of a local directory)."""
-    from iadbe import store
-    from iadbe.export import build_inference_graph
-    from iadbe.models import create_detector
-
-    pickled = store.pickled_weights(model_dir)
-    if pickled is not None and not trust_pickle:
-        raise UnsafeCheckpointError(f"{pickled}: pickled weights are loaded only with trust_local_pickle=True")
-    weights_path = pickled or model_dir / store.WEIGHTS_FILE
-    state = store.load_trusted_pickle(pickled) if pickled else store.load_weights(weights_path)
-    try:
-        module = create_detector(config, pre_trained=False)
-    except (ValueError, TypeError, KeyError) as error:
-        raise ModelFormatError(f"{model_dir / store.CONFIG_FILE}: cannot rebuild {config.model} ({error})") from None
-    load_state_resizing_buffers(module.model, state, weights_path)
-    return build_inference_graph(module.model, config.mean, config.std, config.image_size)
-
-
-def load_state_resizing_buffers(model: Any, state: dict[str, Any], path: Path) -> None:
-    """``load_state_dict(strict=True)``, first giving data-sized buffers (memory banks, Gaussian
-    statistics) the stored shapes; a parameter of another shape means the file does not fit."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ModelFormatError(f"{path}: the weights do not fit the model in iadbe.json ({detail})")
-    buffers = dict(model.named_buffers())
-    for key, value in state.items():
-        if own[key].shape == value.shape:
-            continue
-        if key not in buffers:
-            raise ModelFormatError(
-                f"{path}: the weights do not fit the model in iadbe.json "
-                f"({key}: stored {tuple(value.shape)}, expected {tuple(own[key].shape)})"
-            )
-        owner, _, name = key.rpartition(".")
-        module = model.get_submodule(owner) if owner else model
-        module._buffers[name] = value.clone()  # noqa: SLF001 (resize a registered buffer)
-    model.load_state_dict(state, strict=True)

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from iadbe.errors import SettingsError
-from iadbe.inference.images import ImageInput, load_image, to_batch
+from iadbe.images import ImageInput, load_image, to_batch
 
 DEFAULT_THRESHOLD = 0.5
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from iadbe.models.availability import Availability, check_availability
 from iadbe.models.factory import DetectorConfig, create_detector, resolve_config, validate_image_size
-from iadbe.models.registry import DetectorSpec, all_specs, get_spec, normalize_name
+from iadbe.models.registry import DetectorSpec, all_specs, get_spec, normalize_name, register
 
 __all__ = [
     "Availability", "DetectorConfig", "DetectorSpec", "all_specs", "check_availability", "create_detector",
-    "get_spec", "list_models", "normalize_name", "resolve_config", "validate_image_size",
+    "get_spec", "list_models", "normalize_name", "register", "resolve_config", "validate_image_size",
 ]
 
 

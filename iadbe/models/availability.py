@@ -88,6 +88,4 @@ def _runnable_backbone(spec: DetectorSpec) -> str | None:
 def _fixed_backbone_available(spec: DetectorSpec, name: str, backbones) -> bool:  # noqa: ANN001
     if any(kind == "torchvision" for kind, _ in spec.extra_requirements):
         return backbones.torchvision_weights_available(name)
-    if name == "mcait":
-        return all(backbones.timm_pretrained_available(n) for n in ("cait_m48_448", "cait_s24_224"))
-    return backbones.timm_pretrained_available(name)
+    return all(backbones.timm_pretrained_available(n) for n in spec.backbone_weights.get(name, (name,)))

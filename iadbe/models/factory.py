@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from iadbe.errors import SettingsError
-from iadbe.models.registry import DetectorSpec, get_spec
+from iadbe.models.registry import DetectorSpec, get_spec, resolve_hook
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,15 +74,16 @@ def resolve_config(
 
         layers = map_layers(backbone, spec.layers)
         init_args[spec.layers_arg] = layers[0] if spec.layers_arg == "layer" else layers
-    if spec.derive_args is not None:
-        init_args.update(spec.derive_args(backbone, size))
-    if spec.name == "padim" and "n_features" not in init_args and backbone is not None:
-        init_args["n_features"] = _padim_n_features(backbone, init_args["layers"], size)
-    extra = _default_extra(spec.name, choose_implementation(spec, backbone))
+    derive = spec.hook("derive_args")
+    if derive is not None:
+        init_args.update(derive(backbone, size, dict(init_args)))
+    extra = default_extra(spec, choose_implementation(spec, backbone))
     overrides = dict(overrides)
     for key in set(overrides) & set(extra) - {"implementation"}:  # IADBE-side settings, e.g. coreset_method
         extra[key] = overrides.pop(key)
-    _check_extra(extra)
+    check_extra = spec.hook("check_iadbe_settings")
+    if check_extra is not None:
+        check_extra(extra)
     init_args.update(overrides)
     init_args.pop("pre_trained", None)
     epochs = spec.max_epochs if max_epochs is None else max_epochs
@@ -129,6 +130,8 @@ def choose_implementation(spec: DetectorSpec, backbone: str | None) -> str:
     """
     if spec.generalized is None:
         return "anomalib"
+    if not spec.anomalib_class:  # a detector only IADBE implements
+        return "iadbe"
     if spec.allowed_backbones is not None and backbone not in spec.allowed_backbones:
         return "iadbe"
     from iadbe.models.availability import check_original_availability
@@ -138,40 +141,25 @@ def choose_implementation(spec: DetectorSpec, backbone: str | None) -> str:
 
 def detector_class(spec: DetectorSpec, implementation: str = "anomalib") -> type:
     """The Lightning module class that implements ``spec`` (anomalib's, or IADBE's generalised one)."""
-    import importlib
-
     if implementation == "iadbe":
         if spec.generalized is None:
             raise SettingsError(f"{spec.display_name} has no IADBE implementation")
-        module_name, _, class_name = spec.generalized.partition(":")
-        return getattr(importlib.import_module(module_name), class_name)
+        return resolve_hook(spec.generalized)
     import anomalib.models
 
     return getattr(anomalib.models, spec.anomalib_class)
 
 
-def _default_extra(model: str, implementation: str = "anomalib") -> dict[str, Any]:
-    """IADBE-side settings that are not anomalib init arguments, recorded in ``iadbe.json``."""
+def default_extra(spec: DetectorSpec, implementation: str = "anomalib") -> dict[str, Any]:
+    """IADBE-side settings that are not init arguments (the spec's ``iadbe_settings``), recorded in
+    ``iadbe.json`` under ``detector.extra`` with the implementation where it is not anomalib's."""
     extra: dict[str, Any] = {}
     if implementation != "anomalib":
         extra["implementation"] = implementation
-    if model == "padim":
-        from iadbe.models.padim import DEFAULT_RELATIVE_EPS
-
-        extra["padim_relative_eps"] = DEFAULT_RELATIVE_EPS
-    if model == "patchcore":
-        from iadbe.models.coreset import DEFAULT_METHOD
-
-        extra["coreset_method"] = DEFAULT_METHOD
+    defaults = spec.hook("iadbe_settings")
+    if defaults is not None:
+        extra.update(defaults())
     return extra
-
-
-def _check_extra(extra: dict[str, Any]) -> None:
-    """Refuse IADBE-side settings' bad values before any data is read."""
-    if "coreset_method" in extra:
-        from iadbe.models.coreset import check_method
-
-        check_method(extra["coreset_method"])
 
 
 def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
@@ -193,23 +181,20 @@ def create_detector(config: DetectorConfig, *, pre_trained: bool = True) -> Any:
     kwargs = dict(config.init_args)
     if "pre_trained" in _init_parameters(cls):
         kwargs["pre_trained"] = pre_trained
-    kwargs = _prepare_special_args(spec, kwargs, rebuilding=not pre_trained)
+    if "beta" in kwargs and isinstance(kwargs["beta"], list):  # a tuple that came back from JSON
+        kwargs["beta"] = tuple(kwargs["beta"])
+    prepare = spec.hook("prepare_args")
+    if prepare is not None:
+        kwargs = prepare(kwargs, not pre_trained)
     if not pre_trained and spec.always_pretrained:
         _require_fixed_pretrained(spec, config)
     module = cls(
         pre_processor=PreProcessor(transform=Compose(transforms)),
         post_processor=False, evaluator=False, visualizer=False, **kwargs,
     )
-    if spec.name == "patchcore":
-        from iadbe.models.coreset import install_fast_coreset
-
-        # stored models made before coreset_method existed used the exact greedy (no selection when rebuilt)
-        install_fast_coreset(module.model, config.extra.get("coreset_method", "exact"))
-    if spec.name == "padim":
-        # anomalib's fixed 0.01 covariance eps is far too small for EfficientNet features; see padim.py.
-        from iadbe.models.padim import DEFAULT_RELATIVE_EPS, install_regularized_fit
-
-        install_regularized_fit(module.model, config.extra.get("padim_relative_eps", DEFAULT_RELATIVE_EPS))
+    after_build = spec.hook("after_build")
+    if after_build is not None:
+        after_build(module.model, config.extra)
     return module
 
 
@@ -264,64 +249,7 @@ def _normalization(spec: DetectorSpec, backbone: str | None, size: tuple[int, in
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-def _padim_n_features(backbone: str, layers: list[str], size: tuple[int, int]) -> int:
-    """The paper keeps 100 of 448 resnet18 dims; keep the same share, capped to stay invertible."""
-    from iadbe.models.layers import feature_info
-
-    channels = {name: chs for name, chs, _ in feature_info(backbone)}
-    total = sum(channels[layer] for layer in layers)
-    return max(1, min(total, 100))
-
-
 def _init_parameters(cls: type) -> set[str]:
     import inspect
 
     return set(inspect.signature(cls.__init__).parameters)
-
-
-def _prepare_special_args(spec: DetectorSpec, kwargs: dict[str, Any], rebuilding: bool = False) -> dict[str, Any]:
-    if spec.name == "draem":
-        kwargs["dtd_dir"] = draem_texture_dir(kwargs.get("dtd_dir"), rebuilding=rebuilding)
-    if "beta" in kwargs and isinstance(kwargs["beta"], list):
-        kwargs["beta"] = tuple(kwargs["beta"])
-    return kwargs
-
-
-def draem_texture_dir(dtd_dir: str | None, rebuilding: bool = False) -> str:
-    """The folder DRAEM draws its anomaly textures from (anomalib downloads DTD when it is missing).
-
-    No folder given: an empty one, so the simulated anomalies are Perlin noise only. A given folder
-    must hold images (searched recursively, as anomalib's ``PerlinAnomalyGenerator`` does). When a
-    stored model is rebuilt the textures are not used, so a folder missing on this machine is fine.
-
-    Raises:
-        SettingsError: the given folder does not exist or holds no images (for training).
-    """
-    import pathlib
-
-    from iadbe import constants
-
-    empty = constants.IADBE_HOME / "empty_texture_dir"
-    folder = pathlib.Path(dtd_dir).expanduser() if dtd_dir else None
-    if folder is not None and rebuilding:
-        return str(folder) if folder.is_dir() else _make_dir(empty)
-    if folder is not None:
-        if not folder.is_dir():
-            raise SettingsError(f"DRAEM's texture folder (dtd_dir) {folder} does not exist; "
-                                "give a folder of texture images (e.g. DTD's images/) or none for Perlin noise")
-        if not _texture_images(folder):
-            raise SettingsError(f"DRAEM's texture folder (dtd_dir) {folder} holds no images "
-                                "(.jpg, .png, ...); give a folder of texture images or none for Perlin noise")
-        return str(folder)
-    return _make_dir(empty)
-
-
-def _make_dir(folder: Any) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder)
-
-
-def _texture_images(folder: Any) -> list[Any]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    return [path for ext in IMG_EXTENSIONS for path in folder.rglob("*" + ext)]

@@ -4,14 +4,23 @@ A registry keyed by name (like timm's ``register_model``) with one small factory
 :func:`create_detector`. Each :class:`DetectorSpec` says which backbone layers the
 study used (as ResNet stage names); for any other timm CNN the same stages are
 found by stride from the backbone's ``feature_info`` (see :mod:`iadbe.models.layers`).
+
+A detector is its entry here: what it needs beyond anomalib's defaults travels with the entry as
+*hooks* (a ``"module:function"`` imported when first used, or a callable), so the factory, the
+training, the graph builder and the availability check never switch on a detector's name. Adding a
+detector: docs/ARCHITECTURE.md, "Adding a detector".
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 STUDY = "IADBE study (anomalib 1.x)"
+
+#: A hook: ``"module:function"`` (imported on first use, so the registry stays light) or a callable.
+Hook = Union[str, Callable[..., Any]]
 
 
 @dataclass(frozen=True)
@@ -37,21 +46,39 @@ class DetectorSpec:
     train_batch_size: int = 16
     #: True: the model yields an anomaly map (segmentation); False: image score only.
     segmentation: bool = True
-    #: ImageNet normalisation inside the graph (False for models trained on raw [0, 1] input).
-    normalize: bool = True
     #: Backbones this model's anomalib implementation accepts (None: any timm CNN).
     allowed_backbones: tuple[str, ...] | None = None
     #: Weights or files the model needs beyond the backbone, as (kind, name) pairs checked by
     #: :mod:`iadbe.models.availability`.
     extra_requirements: tuple[tuple[str, str], ...] = ()
-    #: IADBE's own implementation ("module:Class", an anomalib ``AnomalibModule`` subclass taking the
-    #: same init arguments) used where anomalib's class cannot run with the chosen backbone here:
+    #: Backbone names that stand for several timm models, with the weights each needs (U-Flow's "mcait").
+    backbone_weights: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: IADBE's own implementation ("module:Class" or the class: an anomalib ``AnomalibModule`` subclass taking
+    #: the same init arguments) used where anomalib's class cannot run with the chosen backbone here:
     #: a backbone outside ``allowed_backbones``, or missing weights/files. See ``choose_implementation``.
-    generalized: str | None = None
+    #: With ``anomalib_class`` empty it is the detector's only implementation.
+    generalized: str | type | None = None
     #: Why it can never run here (e.g. removed from anomalib); None when it can in principle.
     fixed_reason: str | None = None
-    #: Extra init arguments computed from the chosen backbone/image size.
-    derive_args: Callable[[str | None, tuple[int, int]], dict[str, Any]] | None = None
+    #: ``(backbone, image_size, init_args) -> dict``: init arguments computed from the chosen backbone and
+    #: size (``init_args``: the defaults with the mapped layers; the user's settings are applied after).
+    derive_args: Hook | None = None
+    #: ``() -> dict``: IADBE-side settings that are no init argument (e.g. PatchCore's ``coreset_method``),
+    #: with their defaults; stored under ``detector.extra``, settable like init arguments.
+    iadbe_settings: Hook | None = None
+    #: ``(extra) -> None``: refuse bad values of those settings before any data is read.
+    check_iadbe_settings: Hook | None = None
+    #: ``(kwargs, rebuilding) -> kwargs``: the init arguments as the class takes them (DRAEM's texture folder).
+    prepare_args: Hook | None = None
+    #: ``(torch_model, extra) -> None``: changes to the built torch model (PatchCore's coreset selection,
+    #: PaDiM's covariance fit); also applied when a stored model is rebuilt.
+    after_build: Hook | None = None
+    #: ``(torch_model, image_size or None) -> forward``: the forward of the inference graph where the class's
+    #: own does not trace for any batch or has a faster exact rewrite (:mod:`iadbe.models.graphs`); it may
+    #: also refuse a model that cannot give scores. None: the torch model's own forward.
+    graph: Hook | None = None
+    #: ``(init_args) -> int``: fewest normal training images the fit needs (default 2: a covariance).
+    min_train_images: Hook | None = None
     #: anomalib builds part of the model with pretrained weights whatever ``pre_trained`` says (STFPM's
     #: teacher, SuperSimpleNet's extractor, Dinomaly's encoder): rebuilding a stored model needs them here.
     always_pretrained: bool = False
@@ -61,15 +88,33 @@ class DetectorSpec:
     def has_backbone(self) -> bool:
         return self.layers_arg is not None or self.study_backbone is not None
 
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """The hook ``name`` (a field above) as a callable, imported on first use; None where not set."""
+        return resolve_hook(getattr(self, name))
+
+
+def resolve_hook(hook: Hook | type | None) -> Any:
+    """``"module:attribute"`` -> the attribute (imported now); a callable or None as given."""
+    if hook is None or not isinstance(hook, str):
+        return hook
+    module_name, _, attribute = hook.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
 
 _REGISTRY: dict[str, DetectorSpec] = {}
 
 
 def register(spec: DetectorSpec) -> DetectorSpec:
+    """Add a detector (a plugin or a test can register its own: nothing else needs editing)."""
     if spec.name in _REGISTRY:
         raise ValueError(f"detector {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister(name: str) -> DetectorSpec:
+    """Remove a registered detector (a test's, once it is done); returns its spec."""
+    return _REGISTRY.pop(normalize_name(name))
 
 
 def get_spec(name: str) -> DetectorSpec:
@@ -105,60 +150,45 @@ _ALIASES = {
 }
 
 
-def _fre_args(backbone: str | None, image_size: tuple[int, int]) -> dict[str, Any]:
-    """FRE's ``input_dim`` must equal the flattened, pooled feature size of its layer."""
-    from iadbe.models.layers import feature_shape
-
-    spec = _REGISTRY["fre"]
-    layer = spec.defaults.get("layer") or "layer3"
-    channels, height, width = feature_shape(backbone or "resnet50", layer, image_size)
-    pool = spec.defaults.get("pooling_kernel_size", 2)
-    return {"input_dim": channels * (height // pool) * (width // pool)}
-
-
-def _padim_args(backbone: str | None, image_size: tuple[int, int]) -> dict[str, Any]:
-    """PaDiM needs ``n_features`` for backbones other than resnet18 / wide_resnet50_2."""
-    if backbone in {"resnet18", "resnet18.tv_in1k"}:
-        return {"n_features": 100}
-    if backbone in {"wide_resnet50_2", "wide_resnet50_2.tv_in1k"}:
-        return {"n_features": 550}
-    return {}
-
-
 register(DetectorSpec(
     name="padim", display_name="PaDiM", anomalib_class="Padim", family="Memory Bank",
     study_backbone="resnet18", layers=("layer1", "layer2", "layer3"),
-    defaults={}, max_epochs=1, train_batch_size=32, derive_args=_padim_args,
+    defaults={}, max_epochs=1, train_batch_size=32, derive_args="iadbe.models.padim:derive_args",
+    iadbe_settings="iadbe.models.padim:iadbe_settings", after_build="iadbe.models.padim:after_build",
+    graph="iadbe.models.padim:graph",
     notes="n_features: 100 for resnet18 (study), else chosen for the backbone",
 ))
 register(DetectorSpec(
     name="patchcore", display_name="PatchCore", anomalib_class="Patchcore", family="Memory Bank",
     study_backbone="wide_resnet50_2", layers=("layer2", "layer3"),
     defaults={"coreset_sampling_ratio": 0.1, "num_neighbors": 9}, max_epochs=1, train_batch_size=32,
+    iadbe_settings="iadbe.models.patchcore:iadbe_settings",
+    check_iadbe_settings="iadbe.models.patchcore:check_iadbe_settings",
+    after_build="iadbe.models.patchcore:after_build", graph="iadbe.models.patchcore:graph",
 ))
 register(DetectorSpec(
     name="cflow", display_name="CFLOW", anomalib_class="Cflow", family="Distribution Map",
     study_backbone="wide_resnet50_2", layers=("layer2", "layer3", "layer4"),
     defaults={"fiber_batch_size": 64, "coupling_blocks": 8, "clamp_alpha": 1.9, "lr": 0.0001},
-    max_epochs=50, train_batch_size=16,
+    max_epochs=50, train_batch_size=16, graph="iadbe.models.graphs:cflow_graph",
 ))
 register(DetectorSpec(
     name="dfkde", display_name="DFKDE", anomalib_class="Dfkde", family="Distribution Map",
     study_backbone="resnet18", layers=("layer4",),
     defaults={"n_pca_components": 16, "max_training_points": 40000}, max_epochs=1, train_batch_size=32,
-    segmentation=False,
+    segmentation=False, graph="iadbe.models.dfkde:graph", min_train_images="iadbe.models.dfkde:min_train_images",
 ))
 register(DetectorSpec(
     name="dfm", display_name="DFM", anomalib_class="Dfm", family="Distribution Map",
     study_backbone="resnet50", layers=("layer3",), layers_arg="layer",
     defaults={"pooling_kernel_size": 4, "pca_level": 0.97, "score_type": "fre"}, max_epochs=1,
-    train_batch_size=32,
+    train_batch_size=32, graph="iadbe.models.graphs:dfm_graph",
 ))
 register(DetectorSpec(
     name="fre", display_name="FRE", anomalib_class="Fre", family="Reconstruction-based",
     study_backbone="resnet50", layers=("layer3",), layers_arg="layer",
     defaults={"pooling_kernel_size": 2, "latent_dim": 220}, max_epochs=220, train_batch_size=32,
-    derive_args=_fre_args,
+    derive_args="iadbe.models.graphs:fre_derive_args", graph="iadbe.models.graphs:fre_graph",
 ))
 register(DetectorSpec(
     name="stfpm", display_name="STFPM", anomalib_class="Stfpm", family="Teacher Student",
@@ -170,13 +200,13 @@ register(DetectorSpec(
     study_backbone=None, default_backbone=None, layers_arg=None,
     defaults={"n_features": 64, "latent_vec_size": 100, "extra_layers": 0, "add_final_conv_layer": True,
               "wadv": 1, "wcon": 50, "wenc": 1, "lr": 0.0002, "beta1": 0.5, "beta2": 0.999},
-    max_epochs=100, train_batch_size=32, segmentation=False, normalize=False,
+    max_epochs=100, train_batch_size=32, segmentation=False,
 ))
 register(DetectorSpec(
     name="draem", display_name="DRAEM", anomalib_class="Draem", family="Reconstruction-based",
     study_backbone=None, default_backbone=None, layers_arg=None,
     defaults={"enable_sspcab": False, "sspcab_lambda": 0.1, "beta": (0.1, 1.0)},
-    max_epochs=700, train_batch_size=8, normalize=False,
+    max_epochs=700, train_batch_size=8, prepare_args="iadbe.models.draem:prepare_args",
     notes="without a texture folder (DTD) the anomalies are Perlin noise only; pass dtd_dir to use textures",
 ))
 register(DetectorSpec(
@@ -224,6 +254,7 @@ register(DetectorSpec(
     name="uflow", display_name="U-Flow", anomalib_class="Uflow", family="One Class Classification",
     study_backbone="mcait", layers_arg=None, allowed_backbones=("mcait", "resnet18", "wide_resnet50_2"),
     extra_requirements=(("timm", "cait_m48_448"), ("timm", "cait_s24_224")),
+    backbone_weights={"mcait": ("cait_m48_448", "cait_s24_224")},
     defaults={"flow_steps": 4, "affine_clamp": 2.0, "affine_subnet_channels_ratio": 1.0, "permute_soft": False},
     max_epochs=200, train_batch_size=16, generalized="iadbe.models.generalized.uflow:GeneralizedUflow",
 ))
@@ -234,7 +265,7 @@ register(DetectorSpec(
     # vq_train_ratio is IADBE's (anomalib's Dsr has no such argument); anomalib's class is only chosen
     # where its downloaded VQ file is present, which availability never reports (see _EXTRA_FILES).
     defaults={"latent_anomaly_strength": 0.2, "upsampling_train_ratio": 0.7, "vq_train_ratio": 0.3}, max_epochs=700,
-    train_batch_size=8, normalize=False, generalized="iadbe.models.generalized.dsr:GeneralizedDsr",
+    train_batch_size=8, generalized="iadbe.models.generalized.dsr:GeneralizedDsr",
     notes="anomalib 2.7 downloads the pretrained VQ model vq_model_pretrained_128_4096.pckl (trained on ImageNet) "
           "at start; IADBE's trains that VQ model first, on the category's normal training images "
           "(vq_train_ratio of the steps), then DSR's own phases",
@@ -246,7 +277,7 @@ register(DetectorSpec(
     in_study=False, study_backbone="wide_resnet101_2", default_backbone="tf_efficientnet_lite0", layers_arg=None,
     extra_requirements=(("file", "efficientad_teacher"), ("file", "imagenette")),
     defaults={"teacher_out_channels": 384, "model_size": "small", "distillation_ratio": 0.3}, max_epochs=200,
-    train_batch_size=1, normalize=False,
+    train_batch_size=1,
     generalized="iadbe.models.generalized.efficient_ad:GeneralizedEfficientAd",
     notes="anomalib 2.7 downloads the pretrained teacher and Imagenette (~1.5 GB) at training start; IADBE's "
           "distils the PDN teacher from the backbone's stride-8/16 features on the training images "
