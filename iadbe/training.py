@@ -180,6 +180,7 @@ def train(
         "seed": seed,
         "training_time_s": round(training_time, 3),
         "epochs_trained": epochs_trained,
+        "study_epochs": spec.max_epochs,
         "max_train_minutes": max_train_minutes,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),

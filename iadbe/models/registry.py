@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 STUDY = "IADBE study (anomalib 1.x)"
+#: Minutes the app's Training tab stops a detector that trains for several epochs after, unless the user
+#: asks otherwise: at the study's epochs they take 30 minutes (FRE) to hours (GANomaly, DRAEM, DSR) on two
+#: CPU cores (docs/benchmark/tire_all_models.md). 0 in the tab trains the study's epochs.
+INTERACTIVE_TIME_CAP_MINUTES = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,21 @@ class DetectorSpec:
     #: anomalib builds part of the model with pretrained weights whatever ``pre_trained`` says (STFPM's
     #: teacher, SuperSimpleNet's extractor, Dinomaly's encoder): rebuilding a stored model needs them here.
     always_pretrained: bool = False
+    #: The app's default training time cap for this detector; None: :data:`INTERACTIVE_TIME_CAP_MINUTES`
+    #: when it trains for more than one epoch, no cap when it fits in one pass.
+    time_cap_minutes: float | None = None
     notes: str = ""
 
     @property
     def has_backbone(self) -> bool:
         return self.layers_arg is not None or self.study_backbone is not None
+
+    @property
+    def interactive_time_cap(self) -> float | None:
+        """Minutes the app caps a training of this detector at by default (None: no cap needed)."""
+        if self.time_cap_minutes is not None:
+            return self.time_cap_minutes
+        return INTERACTIVE_TIME_CAP_MINUTES if self.max_epochs > 1 else None
 
 
 _REGISTRY: dict[str, DetectorSpec] = {}
