@@ -153,7 +153,8 @@ def train(
     runner = TorchBackend(graph, "cpu")
     progress(_FIT, "calibrating thresholds on validation data")
     val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
-    calibration = calibrate_outputs(val, splits.val, config.segmentation, false_alarm_rate, pixel_false_alarm_rate)
+    calibration = calibrate_outputs(val, splits.val, config.segmentation, false_alarm_rate, pixel_false_alarm_rate,
+                                    default_pixel_rate=spec.pixel_false_alarm_rate)
     progress(_FIT + _CALIBRATE, "evaluating on the whole test set")
     test = run_backend(runner, splits.test, config.image_size,
                      progress=_span(progress, _FIT + _CALIBRATE, _TEST, "test"))
@@ -267,13 +268,14 @@ def evaluate_model_dir(
 
 
 def calibrate_outputs(val: Outputs, samples: Sequence[Any], segmentation: bool,
-                      false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None) -> Any:
+                      false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None,
+                      default_pixel_rate: float | None = None) -> Any:
     """The :class:`~iadbe.calibration.Calibration` of validation outputs (synthetic anomalies told apart)."""
     from iadbe.calibration import ValidationSet, calibrate
 
     validation = ValidationSet(val.scores, val.labels, val.maps if segmentation else None,
                                val.masks if segmentation else None, synthetic_flags(samples))
-    return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate)
+    return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate, default_pixel_rate=default_pixel_rate)
 
 
 def synthetic_flags(samples: Sequence[Any]) -> np.ndarray:
