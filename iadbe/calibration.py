@@ -13,8 +13,10 @@ What a user really has is good parts. The rule therefore starts from the validat
 3. **Synthetic anomalies** are only a secondary signal: they set the colour range of the heatmaps, and the
    validation report shows how many of them the threshold catches. They never set a threshold: the old
    rule (F1 optimum on synthetic Perlin anomalies) put the threshold above most real defects.
-4. **Pixel threshold**: the same false-alarm rule on the validation normals' pixels, at
-   :data:`DEFAULT_PIXEL_FALSE_ALARM_RATE`; with real validation defects that have masks, the threshold that
+4. **Pixel threshold**: the same false-alarm rule on the validation normals' pixels, at the detector's
+   pixel rate (:data:`DEFAULT_PIXEL_FALSE_ALARM_RATE` unless its registry entry says otherwise: PatchCore's
+   maps put the best outline of real defects at about a tenth of PaDiM's share of good pixels); with real
+   validation defects that have masks, the threshold that
    best outlines them instead (how much of a defective image is defect does not depend on the validation
    set's mix: KolektorSDD's thin cracks need a far stricter threshold than 1 % of good pixels).
    :mod:`iadbe.decisions` then makes masks agree with the label.
@@ -242,10 +244,17 @@ def calibrate(
     validation: ValidationSet,
     false_alarm_rate: float | None = None,
     pixel_false_alarm_rate: float | None = None,
+    *,
+    default_pixel_rate: float | None = None,
 ) -> Calibration:
-    """Fit the thresholds (module docstring) and the normalisation ranges on validation outputs."""
+    """Fit the thresholds (module docstring) and the normalisation ranges on validation outputs.
+
+    ``false_alarm_rate`` / ``pixel_false_alarm_rate``: the user's rates (None: the defaults);
+    ``default_pixel_rate``: the detector's default pixel rate (None: :data:`DEFAULT_PIXEL_FALSE_ALARM_RATE`).
+    Real validation defects' masks outline the pixel threshold unless the user stated a pixel rate."""
     rate = check_false_alarm_rate(false_alarm_rate) or DEFAULT_FALSE_ALARM_RATE
     pixel_rate = check_false_alarm_rate(pixel_false_alarm_rate, "pixel false-alarm rate") \
+        or check_false_alarm_rate(default_pixel_rate, "default pixel false-alarm rate") \
         or DEFAULT_PIXEL_FALSE_ALARM_RATE
     scores = np.asarray(validation.scores, dtype=np.float64)
     normal = validation.normal

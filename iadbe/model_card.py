@@ -78,6 +78,28 @@ def _fmt_seconds(seconds: Any) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def epochs_summary(meta: dict[str, Any]) -> str | None:
+    """How far a training got against the study's epochs, e.g. "3.2 of the study's 50 epochs (6 %), stopped
+    by the 5-minute cap"; None for detectors that fit in one pass (or records without the counts)."""
+    trained, study = meta.get("epochs_trained"), meta.get("study_epochs")
+    if study is None and meta.get("model"):
+        from iadbe.errors import SettingsError
+        from iadbe.models import get_spec
+
+        try:
+            study = get_spec(str(meta["model"])).max_epochs
+        except SettingsError:
+            study = None
+    if not isinstance(trained, (int, float)) or not isinstance(study, (int, float)) or study <= 1:
+        return None
+    text = f"{trained:g} of the study's {study:g} epochs ({100 * trained / study:.0f} %)"
+    cap = meta.get("max_train_minutes")
+    asked = (meta.get("detector") or {}).get("max_epochs", study)
+    if cap and trained < asked:
+        text += f", stopped by the {cap:g}-minute cap"
+    return text
+
+
 def _body(meta: dict[str, Any], metrics: dict[str, float], license_id: str, uri: str | None) -> str:
     dataset = _dataset(meta)
     name = meta.get("name") or meta.get("model", "model")
@@ -90,6 +112,9 @@ def _body(meta: dict[str, Any], metrics: dict[str, float], license_id: str, uri:
         ("Training time", _fmt_seconds(meta.get("training_time_s"))),
         ("Created", str(meta.get("created", "?"))),
     ]
+    epochs = epochs_summary(meta)
+    if epochs:
+        rows.insert(-1, ("Epochs trained", epochs))
     versions = meta.get("versions") or {}
     if versions:
         rows.append(("Versions", ", ".join(f"{k} {v}" for k, v in versions.items())))

@@ -143,7 +143,8 @@ def train(
     runner = torch_runner(graph)
     progress(_FIT, "calibrating thresholds on validation data")
     val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
-    calibration = calibrate_outputs(val, splits.val, config.segmentation, false_alarm_rate, pixel_false_alarm_rate)
+    calibration = calibrate_outputs(val, splits.val, config.segmentation, false_alarm_rate, pixel_false_alarm_rate,
+                                    default_pixel_rate=spec.pixel_false_alarm_rate)
     progress(_FIT + _CALIBRATE, "evaluating on the whole test set")
     test = run_backend(runner, splits.test, config.image_size,
                      progress=_span(progress, _FIT + _CALIBRATE, _TEST, "test"))
@@ -170,6 +171,7 @@ def train(
         "seed": seed,
         "training_time_s": round(training_time, 3),
         "epochs_trained": epochs_trained,
+        "study_epochs": spec.max_epochs,
         "max_train_minutes": max_train_minutes,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
@@ -189,13 +191,14 @@ def train(
 
 
 def calibrate_outputs(val: Any, samples: Sequence[Any], segmentation: bool,
-                      false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None) -> Any:
+                      false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None,
+                      default_pixel_rate: float | None = None) -> Any:
     """The :class:`~iadbe.calibration.Calibration` of validation outputs (synthetic anomalies told apart)."""
     from iadbe.calibration import ValidationSet, calibrate
 
     validation = ValidationSet(val.scores, val.labels, val.maps if segmentation else None,
                                val.masks if segmentation else None, synthetic_flags(samples))
-    return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate)
+    return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate, default_pixel_rate=default_pixel_rate)
 
 
 def synthetic_flags(samples: Sequence[Any]) -> np.ndarray:

@@ -112,6 +112,24 @@ def test_pixel_threshold_reads_the_normals_pixels():
     assert calibration.with_false_alarm_rate(pixel_rate=0.001).pixel_threshold > calibration.pixel_threshold
 
 
+def test_a_detectors_default_pixel_rate_sets_the_pixel_threshold_unless_the_user_states_one():
+    from iadbe.models import get_spec
+
+    rng = np.random.default_rng(5)
+    maps = rng.normal(size=(20, 64, 64)).astype(np.float32)
+    validation = ValidationSet(maps.reshape(20, -1).max(axis=1), np.zeros(20, int), maps, None)
+    common = calibrate(validation)
+    strict = calibrate(validation, default_pixel_rate=0.001)
+    assert strict.pixel_false_alarm_rate == 0.001 and common.pixel_false_alarm_rate == 0.01
+    assert strict.pixel_threshold == pytest.approx(3.09, abs=0.08)
+    assert strict.pixel_threshold > common.pixel_threshold
+    assert calibrate(validation, pixel_false_alarm_rate=0.01, default_pixel_rate=0.001) == common  # the user wins
+    assert strict.image_threshold == common.image_threshold  # only the pixel threshold moves
+    assert get_spec("patchcore").pixel_false_alarm_rate == 0.001 and get_spec("padim").pixel_false_alarm_rate is None
+    with pytest.raises(SettingsError, match="default pixel false-alarm rate"):
+        calibrate(validation, default_pixel_rate=2.0)
+
+
 def test_normal_percentile_says_where_a_score_sits_among_good_parts():
     calibration = calibrate(ValidationSet(np.arange(1.0, 101.0), np.zeros(100, int)))
     assert calibration.normal_percentile(50.0) == 50.0
@@ -150,3 +168,6 @@ def test_real_defect_masks_set_the_pixel_threshold_that_outlines_them():
     assert outlined[masks[10:]].mean() > 0.9 and outlined[~masks[10:]].mean() < 0.01
     synthetic = calibrate(ValidationSet(scores, labels, maps, masks, np.ones(15, bool)))
     assert synthetic.pixel_threshold == pytest.approx(table_threshold(synthetic.pixel_tail, 0.01))
+    # the real defects' outline also wins over a detector's default rate
+    assert calibrate(ValidationSet(scores, labels, maps, masks, np.zeros(15, bool)),
+                     default_pixel_rate=0.001).pixel_threshold == calibration.pixel_threshold

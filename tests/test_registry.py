@@ -149,3 +149,43 @@ def test_unknown_setting_is_refused_naming_the_detectors_settings(tmp_path, caps
     err = capsys.readouterr().err
     assert "PatchCore has no setting 'coreset_ratio'; its settings: backbone, coreset_method, coreset_sampling_ratio, layers" in err
     assert "pre_trained" not in err and "pre_processor" not in err
+
+
+def test_detectors_that_train_for_epochs_get_an_interactive_time_cap_and_one_pass_ones_none():
+    from iadbe.models import all_specs, get_spec
+    from iadbe.models.registry import INTERACTIVE_TIME_CAP_MINUTES
+
+    for name in ("draem", "dsr", "csflow", "efficient_ad", "cflow"):  # hours at the study's epochs on a CPU
+        assert get_spec(name).interactive_time_cap == INTERACTIVE_TIME_CAP_MINUTES
+    for spec in all_specs():
+        assert (spec.interactive_time_cap is None) == (spec.max_epochs == 1), spec.name
+
+
+def test_the_training_tab_prefills_the_detectors_cap_and_reads_empty_as_it():
+    import gradio as gr
+
+    from iadbe.app.common import minutes_cap
+    from iadbe.app.training_tab import default_time_cap, time_cap_hint
+
+    value, note = time_cap_hint("cflow")
+    assert value == default_time_cap("cflow") > 0 and "50 epochs" in note and "Set 0" in note
+    assert time_cap_hint("padim")[0] is None and "one pass" in time_cap_hint("padim")[1]
+    assert time_cap_hint("no-such-model") == (None, "") and default_time_cap("no-such-model") is None
+    assert minutes_cap(None, default=5.0) == 5.0 and minutes_cap("", default=5.0) == 5.0
+    assert minutes_cap(0, default=5.0) is None  # 0: the study's epochs
+    with pytest.raises(gr.Error):
+        minutes_cap(-1, default=5.0)
+
+
+def test_the_model_card_says_how_far_from_the_studys_epochs_a_run_got():
+    from iadbe.model_card import build_model_card, epochs_summary
+
+    meta = {"model": "cflow", "epochs_trained": 2.8, "study_epochs": 50, "max_train_minutes": 5.0,
+            "detector": {"max_epochs": 50}, "metrics": {"image_AUROC": 0.7}}
+    assert epochs_summary(meta) == "2.8 of the study's 50 epochs (6 %), stopped by the 5-minute cap"
+    assert "| Epochs trained | 2.8 of the study's 50 epochs" in str(build_model_card(meta))
+    done = {**meta, "epochs_trained": 50, "max_train_minutes": None}
+    assert epochs_summary(done) == "50 of the study's 50 epochs (100 %)"
+    assert epochs_summary({"model": "stfpm", "epochs_trained": 5}) .startswith("5 of the study's 100 epochs")
+    assert epochs_summary({"model": "padim", "epochs_trained": None}) is None
+    assert "Epochs trained" not in str(build_model_card({"model": "padim", "metrics": {}}))

@@ -91,10 +91,10 @@ def _prune(parent: Path, max_age_s: float, every_s: float = 0.0) -> None:
             continue
 
 
-def minutes_cap(value: Any) -> float | None:
-    """Training time cap: 0 or empty -> None (no cap); else positive minutes (fractions allowed)."""
+def minutes_cap(value: Any, default: float | None = None) -> float | None:
+    """Training time cap: empty -> ``default``; 0 -> None (no cap); else positive minutes (fractions allowed)."""
     if value in (None, ""):
-        return None
+        return default
     try:
         number = float(value)
     except (TypeError, ValueError):

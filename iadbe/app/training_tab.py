@@ -27,6 +27,7 @@ from typing import Any
 import gradio as gr
 
 from iadbe.calibration import DEFAULT_FALSE_ALARM_RATE
+from iadbe.model_card import epochs_summary
 from iadbe.charts import CONFUSION_HEADERS, confusion_rows
 from iadbe.app.common import (
     clear_session_uploads,
@@ -148,13 +149,14 @@ def _number(value: Any, what: str) -> int | None:
 
 @user_errors
 def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, backbone: Any, image_size: Any,
-                max_epochs: Any, max_train_images: Any, name: Any, max_train_minutes: Any = 0,
+                max_epochs: Any, max_train_images: Any, name: Any, max_train_minutes: Any = None,
                 false_alarm_percent: Any = None, request: gr.Request = None,
                 profile: gr.OAuthProfile | None = None,
                 progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result, validation score
     histogram, test confusion rows). ``false_alarm_percent``: the share of good parts (in %) the threshold
-    may flag; empty = the library's default."""
+    may flag; empty = the library's default. ``max_train_minutes``: empty = the detector's interactive cap
+    (:func:`default_time_cap`), 0 = none (the study's epochs)."""
     from iadbe.app.startup import import_heavy_libraries
     from iadbe.store import check_writable
     from iadbe.training import train
@@ -162,11 +164,11 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     import_heavy_libraries()
     size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
-    time_cap = minutes_cap(max_train_minutes)
     rate = rate_from_percent(false_alarm_percent)
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")
+    time_cap = minutes_cap(max_train_minutes, default=default_time_cap(detector))
     workspace = visitor_workspace(request, profile)
     model_name = str(name or "").strip() or None
     out = _workspace_target(workspace, detector, model_name)
@@ -212,11 +214,43 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     epochs_trained = result.meta.get("epochs_trained")
     summary = {"model_id": result.model_dir.name, "model_dir": str(result.model_dir), "metrics": result.metrics,
                "training_time_s": round(result.training_time_s, 2), "epochs_trained": epochs_trained}
-    capped = f", {epochs_trained} epochs within the {time_cap:g}-minute cap" if time_cap else ""
-    status = (f"Trained **{result.model_dir.name}** in {result.training_time_s:.1f} s (fit{capped}); "
+    epochs = epochs_summary(result.meta)
+    fit = f"fit: {epochs}" if epochs else "fit"
+    status = (f"Trained **{result.model_dir.name}** in {result.training_time_s:.1f} s ({fit}); "
               "it is now in the model lists.")
+    if epochs and "cap" in epochs:
+        status += " Set the time cap to 0 to train the study's epochs."
     return (status, rows, result.dataset_report, _test_gallery(result), summary, _histogram(result),
             confusion_rows(result.meta.get("test_counts") or {}))
+
+
+def default_time_cap(detector: str) -> float | None:
+    """The detector's interactive training cap in minutes (None: none, or an unknown name, which training
+    reports itself)."""
+    from iadbe.errors import SettingsError
+    from iadbe.models import get_spec
+
+    try:
+        return get_spec(detector).interactive_time_cap
+    except SettingsError:
+        return None
+
+
+def time_cap_hint(detector: Any) -> tuple[Any, str]:
+    """(the time-cap field's value, a line under it) for the chosen detector."""
+    from iadbe.errors import SettingsError
+    from iadbe.models import get_spec
+
+    try:
+        spec = get_spec(str(detector or ""))
+    except SettingsError:
+        return None, ""
+    cap = spec.interactive_time_cap
+    if cap is None:
+        return None, f"{spec.display_name} fits in one pass over the good images: no time cap needed."
+    return cap, (f"{spec.display_name}: the study trains {spec.max_epochs} epochs, hours on a CPU; this Space stops "
+                 f"after {cap:g} minutes by default and records how many epochs it got. "
+                 "Set 0 for the study's epochs.")
 
 
 def _histogram(result: Any) -> Any:
@@ -302,10 +336,12 @@ def build() -> dict[str, Any]:
     with gr.Row():
         max_epochs = gr.Number(value=0, precision=0, label="max epochs (0 = model default)")
         max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
-        max_minutes = gr.Number(value=0, minimum=0, label="max training minutes (0 = no limit)")
+        max_minutes = gr.Number(value=None, minimum=0, elem_id="max-minutes",
+                                label="max training minutes (empty = the model's cap, 0 = the study's epochs)")
         name = gr.Textbox(label="model name (optional)")
         false_alarms = gr.Number(value=100 * DEFAULT_FALSE_ALARM_RATE, minimum=0, maximum=50,
                                  label="false alarms accepted on good parts (%)")
+    cap_note = gr.Markdown(time_cap_hint("padim")[1], elem_id="time-cap-note")
     with gr.Row():
         start = gr.Button("Train", variant="primary")
         stop = gr.Button("Cancel", variant="stop")
@@ -341,6 +377,7 @@ def build() -> dict[str, Any]:
             delete_data_button = gr.Button("Delete my uploaded data", variant="stop")
         own_result = gr.Markdown()
 
+    model.change(time_cap_hint, model, [max_minutes, cap_note], api_visibility="private", show_progress="hidden")
     inspect.click(inspect_dataset, [dataset_zip, dataset_path, category], report, api_name="inspect",
                   concurrency_limit=1, concurrency_id="inspect")
     job = start.click(train_model, [dataset_zip, dataset_path, category, model, backbone, image_size, max_epochs,

@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 STUDY = "IADBE study (anomalib 1.x)"
+#: Minutes the app's Training tab stops a detector that trains for several epochs after, unless the user
+#: asks otherwise: at the study's epochs they take 30 minutes (FRE) to hours (GANomaly, DRAEM, DSR) on two
+#: CPU cores (docs/benchmark/tire_all_models.md). 0 in the tab trains the study's epochs.
+INTERACTIVE_TIME_CAP_MINUTES = 5.0
 
 #: A hook: ``"module:function"`` (imported on first use, so the registry stays light) or a callable.
 Hook = Union[str, Callable[..., Any]]
@@ -82,11 +86,24 @@ class DetectorSpec:
     #: anomalib builds part of the model with pretrained weights whatever ``pre_trained`` says (STFPM's
     #: teacher, SuperSimpleNet's extractor, Dinomaly's encoder): rebuilding a stored model needs them here.
     always_pretrained: bool = False
+    #: The app's default training time cap for this detector; None: :data:`INTERACTIVE_TIME_CAP_MINUTES`
+    #: when it trains for more than one epoch, no cap when it fits in one pass.
+    time_cap_minutes: float | None = None
+    #: Share of good pixels its pixel threshold flags by default, where its maps need another one than
+    #: :data:`iadbe.calibration.DEFAULT_PIXEL_FALSE_ALARM_RATE` (None: that one).
+    pixel_false_alarm_rate: float | None = None
     notes: str = ""
 
     @property
     def has_backbone(self) -> bool:
         return self.layers_arg is not None or self.study_backbone is not None
+
+    @property
+    def interactive_time_cap(self) -> float | None:
+        """Minutes the app caps a training of this detector at by default (None: no cap needed)."""
+        if self.time_cap_minutes is not None:
+            return self.time_cap_minutes
+        return INTERACTIVE_TIME_CAP_MINUTES if self.max_epochs > 1 else None
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The hook ``name`` (a field above) as a callable, imported on first use; None where not set."""
@@ -165,6 +182,10 @@ register(DetectorSpec(
     iadbe_settings="iadbe.models.patchcore:iadbe_settings",
     check_iadbe_settings="iadbe.models.patchcore:check_iadbe_settings",
     after_build="iadbe.models.patchcore:after_build", graph="iadbe.models.patchcore:graph",
+    # The threshold that best outlines real defects flags 0.05-0.08 % of good validation pixels on tire,
+    # capsules and transistor (PaDiM: 0.5-0.7 %); at the common 1 % the masks spread far around each defect
+    # (pixel F1 46-92 % of the oracle; 91-100 % at 0.1 %). bench/decisions.py.
+    pixel_false_alarm_rate=0.001,
 ))
 register(DetectorSpec(
     name="cflow", display_name="CFLOW", anomalib_class="Cflow", family="Distribution Map",
