@@ -72,6 +72,26 @@ def mask_image(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
 
 
+def mask_png(mask: np.ndarray) -> bytes:
+    """The boolean mask as a one-channel PNG (0 / 255), encoded with :func:`png_params`."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255, png_params())
+    if not ok:
+        raise StoreError("could not encode the mask as PNG")
+    return data.tobytes()
+
+
+def mask_polygons(mask: np.ndarray) -> list[list[list[int]]]:
+    """The outer outline of each region of the mask, as ``[[x, y], ...]`` pixel corners (OpenCV's simple
+    chain: straight runs kept as their two ends), largest region first."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours = sorted(contours, key=cv2.contourArea, reverse=True)
+    return [contour.reshape(-1, 2).tolist() for contour in contours]
+
+
 def panel(views: dict[str, np.ndarray], caption: str = "") -> np.ndarray:
     """Views side by side with a title above each and an optional caption line below."""
     import cv2
