@@ -141,7 +141,7 @@ def test_errors_are_json_with_status_codes_that_say_what_went_wrong(app, http):
                            headers={"Content-Type": "application/octet-stream"}), 400, "bad_image", "not an image")
     assert_error(http.post(predict, params={"model": FIXTURE_MODEL}, data=image[: len(image) // 2]), 400,
                  "bad_image", "truncated or corrupt")
-    assert_error(http.post(predict, params={"model": FIXTURE_MODEL}, data=b""), 400, "bad_request", "no body")
+    assert_error(http.post(predict, params={"model": FIXTURE_MODEL}, data=b""), 400, "bad_request", "empty")
     assert_error(http.post(predict, params={"model": FIXTURE_MODEL}, json={"image": "x"}), 415,
                  "unsupported_media_type")
     assert_error(http.post(predict, params={"model": FIXTURE_MODEL}, files={"note": (None, "text only")}), 400,

@@ -147,7 +147,7 @@ async def uploaded_files(request: Any, most: int) -> list[tuple[str, bytes]]:
         raise APIError("unsupported_media_type", f"Send the image's bytes (e.g. Content-Type: image/png or "
                                                  f"application/octet-stream) or a multipart form, not {kind}.")
     if not body:
-        raise APIError("bad_request", "The request has no body: send the image's bytes.")
+        raise APIError("bad_request", "The request body is empty (0 bytes): send the image's bytes.")
     return [(request.query_params.get("name") or "image", body)]
 
 
