@@ -142,6 +142,27 @@ def render_prediction(prediction: Any, opacity: float = 0.5, threshold: float | 
     return views
 
 
+def frame_overlay(prediction: Any, opacity: float = 0.5, index: int | None = None) -> np.ndarray:
+    """One picture per video or camera frame: the heatmap, the outline of the region shown for the decision,
+    and a banner with the frame number, the score and the label (red when anomalous, green when normal)."""
+    import cv2
+
+    picture = contour_overlay(heatmap_overlay(prediction.image, prediction.anomaly_map, opacity), prediction.mask)
+    height, width = picture.shape[:2]
+    bar = max(14, min(40, height // 12))
+    colour = RED if prediction.label else GREEN
+    picture[:bar] = (picture[:bar].astype(np.uint16) + np.asarray(colour, np.uint16) * 3) // 4
+    where = f"frame {index}  " if index is not None else ""
+    text = f"{where}{prediction.score:.3f} {prediction.label_text}"
+    cv2.putText(picture, text, (4, bar - max(3, bar // 5)), cv2.FONT_HERSHEY_SIMPLEX, bar / 34, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    if prediction.label:
+        edge = max(2, min(height, width) // 100)
+        for part in (picture[:, :edge], picture[:, -edge:], picture[-edge:]):
+            part[:] = RED
+    return picture
+
+
 def new_output_dir(root: Path) -> Path:
     """A fresh folder per request, so concurrent requests never overwrite each other's files."""
     folder = Path(root) / uuid.uuid4().hex

@@ -1,9 +1,10 @@
 """``build_app()``: the Gradio Blocks of IADBE, assembled from one module per tab.
 
 API endpoints (``gradio_client``), all with stable names: ``/predict``, ``/rerender``, ``/predict_batch``,
-``/compare``, ``/inspect``, ``/train``, ``/cancel``, ``/push``, ``/models``, ``/models_all``, ``/benchmark``,
+``/compare``, ``/predict_video``, ``/cancel_video``, ``/inspect``, ``/train``, ``/cancel``, ``/push``, ``/models``, ``/models_all``, ``/benchmark``,
 ``/benchmark_results``, ``/benchmark_result``, ``/refresh_models``, ``/status`` (the demo model's build),
-``/delete_model``, ``/delete_data`` and ``/workspace``.
+``/delete_model``, ``/delete_data`` and ``/workspace``. Plain HTTP routes beside them: ``iadbe/app/rest.py``
+(``/api/v1/...``).
 
 In shared mode (a public Space) every handler that lists or uses models asks ``common.visitor_workspace``
 whose request it is: the visitor sees the shared models plus their own. A "Sign in with Hugging Face"
