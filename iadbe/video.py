@@ -21,6 +21,7 @@ Tests: ``tests/test_video.py``. Benchmark: ``bench/video.py`` (frames/s end to e
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import time
 from dataclasses import dataclass, field
@@ -251,7 +252,8 @@ def predict_video(model: Any, source: str | Path, out: str | Path, *, threshold:
             writer.close()
             timings["encode"] += time.perf_counter() - tick
         except BaseException:
-            writer.close()
+            with contextlib.suppress(Exception):  # FFmpeg may be what failed: the first error is the one to see
+                writer.close()
             (out / "annotated.mp4").unlink(missing_ok=True)
             raise
     finally:

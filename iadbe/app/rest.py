@@ -180,9 +180,11 @@ def load_for_caller(model: str, backend: str, workspace: Any) -> Any:
     text = (model or "").strip()
     if not text:
         raise APIError("bad_request", "Name a model: ?model=ID (GET /api/v1/models lists them).")
+    import gradio as gr
+
     try:
         location = resolve_model(text, workspace)
-    except Exception as error:  # noqa: BLE001 - resolve_model speaks gr.Error; it raises for unknown ids only
+    except gr.Error as error:  # resolve_model speaks to the app's user; for a given id it only says "unknown"
         raise APIError("unknown_model", f"Unknown model {text!r}: GET /api/v1/models lists the models you may "
                                         "use.") from error
     import_heavy_libraries()
@@ -258,7 +260,7 @@ async def answer(request: Any, work: Callable[[], Any], most_files: int = 1) -> 
     try:
         async with GATE.slot() as waited_s:
             files = await uploaded_files(request, most_files) if most_files else []
-            body = await run_in_threadpool(work, files, caller_workspace(request))
+            body = await run_in_threadpool(lambda: work(files, caller_workspace(request)))
         if isinstance(body, dict):
             body["server_ms"] = round(1000 * (time.perf_counter() - began), 3)
             body["queue_ms"] = round(1000 * waited_s, 3)

@@ -36,10 +36,13 @@ class VideoCancelled(Exception):
     """Raised from the progress callback when the visitor pressed Cancel."""
 
 
+def _key(request: Any) -> str:
+    return str(getattr(request, "session_hash", None) or "default")
+
+
 def _flag(request: Any) -> threading.Event:
-    key = str(getattr(request, "session_hash", None) or "default")
     with _LOCK:
-        return _CANCELLED.setdefault(key, threading.Event())
+        return _CANCELLED.setdefault(_key(request), threading.Event())
 
 
 @user_errors
@@ -75,6 +78,9 @@ def predict_video(video: Any, model_id: Any, backend: str, threshold: float, opa
         result = run(model, path, out, threshold=threshold, false_alarm_rate=rate, opacity=opacity, progress=report)
     except VideoCancelled:
         raise fail("Cancelled: the video was not finished and nothing was kept.", title="Cancelled") from None
+    finally:
+        with _LOCK:
+            _CANCELLED.pop(_key(request), None)  # one flag per session with a video running, not per visitor ever
     archive = out / "video_results.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         for item in (result.csv, result.timeline, *result.flagged):
