@@ -257,3 +257,28 @@ def test_shared_mode_routes_reach_shared_models_only(app, tmp_path, hub_server):
             assert_error(requests.post(base + "/predict", params={"model": ref}, data=image), 404, "unknown_model")
     finally:
         server.stop()
+
+
+def test_the_caller_is_the_signed_in_account_of_the_session_cookie_or_nobody(tmp_path, monkeypatch):
+    """Shared mode: the account Gradio's OAuth put in the signed session (unexpired) owns the request; without
+    one the caller has no workspace (shared models only). Single-user mode: the local user."""
+    import time as clock
+    from types import SimpleNamespace
+
+    from iadbe import constants
+    from iadbe.app.rest import caller_workspace
+
+    monkeypatch.setattr(constants, "WORKSPACES_DIR", tmp_path / "workspaces")
+    monkeypatch.setattr(constants, "SHARED_MODE", True)
+
+    def request(session: dict | None) -> SimpleNamespace:
+        return SimpleNamespace(scope={} if session is None else {"session": session})
+
+    signed_in = {"oauth_info": {"userinfo": {"preferred_username": "alice"}, "expires_at": clock.time() + 600}}
+    workspace = caller_workspace(request(signed_in))
+    assert workspace.visitor.key == "hf-alice" and workspace.private
+    expired = {"oauth_info": {"userinfo": {"preferred_username": "alice"}, "expires_at": clock.time() - 1}}
+    assert caller_workspace(request(expired)) is None
+    assert caller_workspace(request({})) is None and caller_workspace(request(None)) is None
+    monkeypatch.setattr(constants, "SHARED_MODE", False)
+    assert caller_workspace(request(None)).visitor.kind == "local"
