@@ -16,6 +16,9 @@ holds no frame, has frames above ``constants.MAX_VIDEO_PIXELS`` or more than ``c
 frames raises :class:`~iadbe.errors.VideoError`. ``progress(fraction, message)`` is called after each batch;
 raising from it stops the run (the app's Cancel) and removes the partial video.
 
+:class:`LiveCounter` is the camera stream's rule (the app's Live tab): a frame that arrives while another is
+being scored is dropped and counted, never queued.
+
 Tests: ``tests/test_video.py``. Benchmark: ``bench/video.py`` (frames/s end to end against the engine alone).
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,3 +301,42 @@ def _write_timeline(path: Path, times: list[float], scores: list[float], thresho
     if not cv2.imwrite(str(path), np.ascontiguousarray(picture[..., ::-1]), png_params()):
         raise StoreError(f"could not write {path} (is the disk full?)")
     return path
+
+
+# --------------------------------------------------------------------------- live camera
+@dataclass
+class LiveCounter:
+    """One camera stream: a frame that arrives while another is being scored is dropped, never queued (a
+    queue would make the picture fall further behind the line every second), and counted.
+
+    >>> counter = LiveCounter()
+    >>> with counter.frame() as taken:   # doctest: +SKIP
+    ...     if taken: ...score the frame...
+    """
+
+    processed: int = 0
+    dropped: int = 0
+    last_ms: float = 0.0
+    _busy: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _count: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextlib.contextmanager
+    def frame(self) -> Iterator[bool]:
+        """Yields True when this frame is to be scored now, False when one is in progress (dropped)."""
+        if not self._busy.acquire(blocking=False):
+            with self._count:
+                self.dropped += 1
+            yield False
+            return
+        began = time.perf_counter()
+        try:
+            yield True
+        finally:
+            with self._count:
+                self.processed += 1
+                self.last_ms = 1000 * (time.perf_counter() - began)
+            self._busy.release()
+
+    def status(self) -> str:
+        return (f"{self.processed} frames scored, {self.dropped} dropped while busy; last frame "
+                f"{self.last_ms:.0f} ms")

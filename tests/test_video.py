@@ -233,3 +233,59 @@ def test_the_app_inspects_a_video_and_refuses_bad_ones_clearly(app, clip, tmp_pa
     assert app.process.poll() is None  # still serving
     assert client.predict(handle_file(str(app.data / "good" / "000.png")), FIXTURE_MODEL, "auto", 0.5, 0.5,
                           api_name="/predict")[5] in ("normal", "anomalous")
+
+
+# --------------------------------------------------------------------------- live camera
+def test_frames_arriving_while_one_is_scored_are_dropped_and_counted_not_queued():
+    import threading
+    import time
+
+    from iadbe.video import LiveCounter
+
+    counter, started, release = LiveCounter(), threading.Event(), threading.Event()
+    outcomes: list[bool] = []
+
+    def slow_frame() -> None:
+        with counter.frame() as taken:
+            outcomes.append(taken)
+            started.set()
+            release.wait(5)
+
+    first = threading.Thread(target=slow_frame)
+    first.start()
+    started.wait(5)
+    began = time.perf_counter()
+    for _ in range(5):  # five frames while the first is being scored: each answered at once, none waits
+        with counter.frame() as taken:
+            outcomes.append(taken)
+    assert time.perf_counter() - began < 1.0
+    release.set()
+    first.join(5)
+    with counter.frame() as taken:  # free again
+        outcomes.append(taken)
+    assert outcomes == [True, False, False, False, False, False, True]
+    assert (counter.processed, counter.dropped) == (2, 5)
+    assert "2 frames scored, 5 dropped" in counter.status()
+
+
+def test_the_live_handler_scores_a_camera_frame_and_counts_the_stream(app, monkeypatch):
+    """``live_tab.live_frame`` in this process (gradio_client cannot call a streaming event: it does not know
+    Gradio's ``process_streaming`` message), on the app fixture's model store."""
+    from types import SimpleNamespace
+
+    from iadbe import constants
+    from iadbe.app import live_tab
+    from iadbe.inference import load_model
+
+    monkeypatch.setattr(constants, "MODEL_STORE", app.store)
+    monkeypatch.setattr(constants, "SHARED_MODE", False)
+    request = SimpleNamespace(session_hash="live-test")
+    frame = np.asarray(Image.open(app.data / "defect" / "d000.png").convert("RGB"))
+    picture, decision, status = live_tab.live_frame(frame, FIXTURE_MODEL, "auto", 0.5, 0.5, request=request)
+    expected = load_model(app.store / FIXTURE_MODEL).predict(frame)[0]
+    assert decision == f"{expected.score:.3f} {expected.label_text}"
+    assert picture.shape == frame.shape and status.startswith("1 frames scored, 0 dropped")
+    counter = live_tab.counter_for(request)
+    with counter.frame():  # a frame in progress: the next one is dropped, and the status says so
+        skipped = live_tab.live_frame(frame, FIXTURE_MODEL, "auto", 0.5, 0.5, request=request)
+    assert skipped[2].startswith("2 frames scored, 1 dropped") or skipped[2].startswith("1 frames scored, 1 dropped")

@@ -319,5 +319,6 @@ def build(examples: list[Path]) -> dict[str, Any]:
         from iadbe.app import video_tab
 
         video_tab.build(model, backend, threshold, opacity, false_alarms)
-    return {"model": model, "compare_models": compare_models, "refresh": refresh}
+    return {"model": model, "compare_models": compare_models, "refresh": refresh, "backend": backend,
+            "threshold": threshold, "opacity": opacity}
 
