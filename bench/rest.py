@@ -30,7 +30,7 @@ def measure(runs: int = 20) -> list[tuple[str, str, str, float, bool | None]]:
     models = {"bench-padim": trained_model("padim"), "bench-patchcore": trained_model("patchcore")}
     image = bench_images(1)[0]
     data = image.read_bytes()
-    app = start_app(models)
+    app = start_app(models, timeout_s=300)  # a loaded machine starts the app slowly (120 s was too short)
     rows = []
     try:
         url = app.url.rstrip("/") + "/api/v1/predict"
