@@ -18,7 +18,9 @@ import app as app_bench  # noqa: E402
 import coreset  # noqa: E402
 import inference  # noqa: E402
 import patchcore_train  # noqa: E402
+import rest  # noqa: E402
 import stock  # noqa: E402
+import video  # noqa: E402
 
 NOT_MEASURED: list[tuple[str, str]] = []
 
@@ -41,6 +43,8 @@ def main() -> None:
                      f"{row['iadbe_ms']:.1f} vs {row['stock_ms']:.1f} ms; diff {row['iadbe_diff']:.3f}",
                      f"{row['target']:.1f}x faster", row["speedup"], stock.passed(row)))
     rows += app_bench.measure(5 if args.quick else 20)
+    rows += rest.measure(5 if args.quick else 20)
+    rows += video.measure(60 if args.quick else 150, 1 if args.quick else 3)
     target_s = patchcore_train.TARGET_S
     timing = patchcore_train.measure_time(patchcore_train.parse_args(["--fraction", "0.01" if args.quick else "0.03"]))
     fast, exact, anomalib_s = (timing["train_s"][m] for m in ("fast", "exact", "anomalib"))

@@ -49,6 +49,31 @@ def validation_histogram(meta: dict[str, Any], width_px: int = 720, height_px: i
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def score_timeline(times: Sequence[float], scores: Sequence[float], threshold: float, width_px: int = 900,
+                   height_px: int = 300) -> np.ndarray:
+    """The score of each video frame against time, the threshold line, anomalous frames marked in red."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x, y = np.asarray(times, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    figure = Figure(figsize=(width_px / 100, height_px / 100), dpi=100)
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot(x, y, color=_COLOURS["normal"], linewidth=1.2, label="frame score")
+    above = y > threshold
+    if above.any():
+        axes.scatter(x[above], y[above], s=8, color="#d7301f", zorder=3, label=f"anomalous: {int(above.sum())} frames")
+    axes.axhline(threshold, color="#c51b8a", linewidth=1.5, linestyle="--", label=f"threshold {threshold:g}")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("score (0.5 = calibrated)")
+    axes.set_title(f"Score per frame ({len(y)} frames)")
+    axes.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def confusion_rows(counts: dict[str, Any]) -> list[list[Any]]:
     """The test confusion counts as table rows: (truth, shown as normal, shown as anomalous)."""
     return [["good part", counts.get("true_negatives"), counts.get("false_positives")],

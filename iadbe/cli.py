@@ -73,11 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("predict", help="predict images; writes overlays/, binary masks (0/255) in masks/, "
-                                       "predictions.csv (each file's path as given, and the files written for it) "
-                                       "and predictions.zip, as the app's Batch tab does")
+    p = sub.add_parser("predict", help="predict images and videos; writes overlays/, binary masks (0/255) in "
+                                       "masks/, predictions.csv (each file's path as given, and the files written "
+                                       "for it) and predictions.zip, as the app's Batch tab does; per video a folder "
+                                       "with annotated.mp4 (H.264), scores.csv, timeline.png and the flagged frames")
     p.add_argument("--model", required=True, help="model directory, store name, manifest id or hf:// reference")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("inputs", nargs="+", help="image files or folders, video files (.mp4, .avi, .mov, .mkv, .webm...)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="OpenVINO precision (default f32, or $IADBE_OV_PRECISION); bf16 is faster on CPUs with "
@@ -285,10 +286,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from iadbe.inference import load_model
     from iadbe.inference.batch import predict_to_files
 
+    from iadbe.video import is_video
+
     model = load_model(args.model, backend=args.backend, trust_local_pickle=args.trust_local_pickle,
                        precision=args.precision)
-    files = _expand_inputs(args.inputs)
+    videos = [Path(item) for item in args.inputs if is_video(item) and not Path(item).is_dir()]
     out = Path(args.out or "predictions")
+    for video in videos:
+        _predict_video(model, video, out / _free_name(out, video.stem), args)
+    images = [item for item in args.inputs if Path(item) not in videos]
+    if not images:
+        return 0
+    files = _expand_inputs(images)
     # each file is named by its path as given: two 000.png from different folders stay apart
     result = predict_to_files(model, files, out, threshold=args.threshold, opacity=args.opacity,
                               false_alarm_rate=args.false_alarm_rate, batch_size=args.batch_size,
@@ -299,6 +308,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"\n{len(result.predictions)} images on {model.backend_name} ({model.device}); "
           f"{result.anomalous} anomalous; outputs in {out}")
     return 1 if result.failures and not result.predictions else 0
+
+
+def _predict_video(model: Any, video: Path, folder: Path, args: argparse.Namespace) -> None:
+    """One video: annotated.mp4, scores.csv, timeline.png and flagged/ in ``folder`` (``iadbe.video``)."""
+    from iadbe.video import predict_video
+
+    result = predict_video(model, video, folder, threshold=args.threshold, false_alarm_rate=args.false_alarm_rate,
+                           opacity=args.opacity, batch_size=args.batch_size, progress=_progress_printer())
+    print(f"{video}: {result.frames} frames, {result.anomalous} anomalous, {result.frames_per_s:.1f} frames/s "
+          f"on {model.backend_name}; outputs in {folder}")
+    for note in result.notes:
+        print(f"  note: {note}")
+
+
+def _free_name(out: Path, stem: str) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... when ``out/stem`` exists (two clip.mp4 from different folders)."""
+    name, number = stem, 1
+    while (out / name).exists():
+        number += 1
+        name = f"{stem}_{number}"
+    return name
 
 
 def cmd_export(args: argparse.Namespace) -> int:

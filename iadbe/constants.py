@@ -62,6 +62,9 @@ SHARED_DATA = _env_path("IADBE_SHARED_DATA", PROJECT_DIR.parent / "shared" / "da
 
 #: Decompression-bomb guard: images above this many pixels are refused.
 MAX_IMAGE_PIXELS = _env_int("IADBE_MAX_IMAGE_PIXELS", 80_000_000)
+#: Videos: frames above this many pixels are refused (default 4K UHD), and at most this many frames are read.
+MAX_VIDEO_PIXELS = _env_int("IADBE_MAX_VIDEO_PIXELS", 3840 * 2160)
+MAX_VIDEO_FRAMES = _env_int("IADBE_MAX_VIDEO_FRAMES", 30 * 3600)
 #: Upload/zip limits.
 MAX_ZIP_BYTES = _env_int("IADBE_MAX_ZIP_BYTES", 2 * 1024**3)
 MAX_ZIP_FILES = _env_int("IADBE_MAX_ZIP_FILES", 20_000)

@@ -15,6 +15,10 @@ class ImageError(IADBEError, ValueError):
     """An image cannot be decoded or is outside the accepted limits."""
 
 
+class VideoError(IADBEError, ValueError):
+    """A video cannot be decoded, holds no frame, or is outside the accepted limits."""
+
+
 class BackboneUnavailableError(IADBEError, RuntimeError):
     """A backbone's pretrained weights cannot be found here and cannot be downloaded."""
 

@@ -72,6 +72,26 @@ def mask_image(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
 
 
+def mask_png(mask: np.ndarray) -> bytes:
+    """The boolean mask as a one-channel PNG (0 / 255), encoded with :func:`png_params`."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255, png_params())
+    if not ok:
+        raise StoreError("could not encode the mask as PNG")
+    return data.tobytes()
+
+
+def mask_polygons(mask: np.ndarray) -> list[list[list[int]]]:
+    """The outer outline of each region of the mask, as ``[[x, y], ...]`` pixel corners (OpenCV's simple
+    chain: straight runs kept as their two ends), largest region first."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours = sorted(contours, key=cv2.contourArea, reverse=True)
+    return [contour.reshape(-1, 2).tolist() for contour in contours]
+
+
 def panel(views: dict[str, np.ndarray], caption: str = "") -> np.ndarray:
     """Views side by side with a title above each and an optional caption line below."""
     import cv2
@@ -120,6 +140,27 @@ def render_prediction(prediction: Any, opacity: float = 0.5, threshold: float | 
                    f"threshold {prediction.threshold:.2f})")
         views["panel"] = panel(dict(views), caption)
     return views
+
+
+def frame_overlay(prediction: Any, opacity: float = 0.5, index: int | None = None) -> np.ndarray:
+    """One picture per video or camera frame: the heatmap, the outline of the region shown for the decision,
+    and a banner with the frame number, the score and the label (red when anomalous, green when normal)."""
+    import cv2
+
+    picture = contour_overlay(heatmap_overlay(prediction.image, prediction.anomaly_map, opacity), prediction.mask)
+    height, width = picture.shape[:2]
+    bar = max(14, min(40, height // 12))
+    colour = RED if prediction.label else GREEN
+    picture[:bar] = (picture[:bar].astype(np.uint16) + np.asarray(colour, np.uint16) * 3) // 4
+    where = f"frame {index}  " if index is not None else ""
+    text = f"{where}{prediction.score:.3f} {prediction.label_text}"
+    cv2.putText(picture, text, (4, bar - max(3, bar // 5)), cv2.FONT_HERSHEY_SIMPLEX, bar / 34, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    if prediction.label:
+        edge = max(2, min(height, width) // 100)
+        for part in (picture[:, :edge], picture[:, -edge:], picture[-edge:]):
+            part[:] = RED
+    return picture
 
 
 def new_output_dir(root: Path) -> Path:

@@ -348,6 +348,56 @@ def test_corpus_through_the_app(cases, app, capsys):
     assert not [p.name for p in app.store.iterdir() if p.name.startswith(("corpus-", ".partial"))]
 
 
+# --------------------------------------------------------------------------- REST routes
+def rest_outcome(tally: Tally, case: corpus.Case, response: Any, expect: str | None = None) -> Any:
+    """A 200 is accepted; a 4xx with our JSON error is a rejection; anything else (5xx, no JSON) is a crash."""
+    try:
+        body = response.json()
+    except ValueError:
+        tally.record(case, "crash", f"HTTP {response.status_code}, not JSON: {response.text[:200]}", expect)
+        return None
+    if response.status_code == 200:
+        tally.record(case, "accepted", str(body)[:200], expect)
+        return body
+    if 400 <= response.status_code < 500 and "error" in body:
+        tally.record(case, "rejected", body["error"]["message"], expect)
+    else:
+        tally.record(case, "crash", f"HTTP {response.status_code}: {body}", expect)
+    return None
+
+
+def test_corpus_through_the_rest_routes(cases, app, capsys):
+    import requests
+
+    predict = app.url.rstrip("/") + "/api/v1/predict"
+    tally = Tally("REST /api/v1/predict")
+    with requests.Session() as http:
+        for case in of_kind(cases, "image"):
+            body = rest_outcome(tally, case, http.post(predict, params={"model": FIXTURE_MODEL, "name": case.path.name},
+                                                       data=case.path.read_bytes()))
+            if body is not None:
+                expected = library_prediction(app.store / FIXTURE_MODEL, case.path, body["backend"])
+                assert body["score"] == pytest.approx(expected.score, abs=SCORE_TOL), case.name
+                assert body["image_size"] == list(case.shape), case.name
+        image = (app.data / "good" / "000.png").read_bytes()
+        installed = _install_model_cases(app.store, of_kind(cases, "model"))
+        try:
+            for case, model_id in installed:
+                expect = case.expect if case.accepted else f"{case.expect}|Unknown model"
+                rest_outcome(tally, case, http.post(predict, data=image, params={
+                    "model": model_id, "backend": case.extra["backend"]}), expect)
+        finally:
+            for _, model_id in installed:
+                shutil.rmtree(app.store / model_id, ignore_errors=True)
+        for case in of_kind(cases, "setting"):
+            if case.extra["setting"] == "threshold":
+                rest_outcome(tally, case, http.post(predict, data=image, params={
+                    "model": FIXTURE_MODEL, "threshold": str(case.value)}))
+        tally.check(capsys)
+        assert app.process.poll() is None
+        assert http.post(predict, params={"model": FIXTURE_MODEL}, data=image).status_code == 200
+
+
 def _install_model_cases(store: Path, cases: list[corpus.Case]) -> list[tuple[corpus.Case, str]]:
     """Copy each broken model into the app's store as ``corpus-<name>`` (files become folders of pickles)."""
     installed = []

@@ -146,3 +146,75 @@ def test_eight_clients_twenty_five_predictions_each(app, tmp_path, capsys):
     assert rss_end - rss_start < 200 * mb, summary
     if half:
         assert rss_end - half[0] < 50 * mb, summary
+
+
+def test_eight_rest_clients_twenty_five_predictions_each(app, tmp_path, capsys):
+    """The same load through ``POST /api/v1/predict``: right scores for the right images, none refused (8
+    clients fit the waiting room of ``QUEUE_MAX_SIZE``), memory levels off."""
+    import requests
+
+    from iadbe.inference import load_model
+
+    images = make_images(tmp_path / "load", app.data / "good" / "000.png")
+    model = load_model(app.store / FIXTURE_MODEL, backend="openvino")
+    expected = {path.name: prediction.score for path, prediction in zip(images, model.predict(images))}
+    predict = app.url.rstrip("/") + "/api/v1/predict"
+    sessions = [requests.Session() for _ in range(CLIENTS)]
+    assert sessions[0].post(predict, params={"model": FIXTURE_MODEL}, data=images[0].read_bytes()).status_code == 200
+    rss_start = rss_bytes(app.process.pid)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    start_line = threading.Barrier(CLIENTS)
+
+    def run(index: int) -> None:
+        own = images[index * IMAGES_PER_CLIENT: (index + 1) * IMAGES_PER_CLIENT]
+        payloads = [(path.name, path.read_bytes()) for path in own]
+        start_line.wait()
+        for request in range(REQUESTS):
+            name, data = payloads[request % len(payloads)]
+            began = time.perf_counter()
+            try:
+                response = sessions[index].post(predict, params={"model": FIXTURE_MODEL, "name": name}, data=data,
+                                                timeout=120)
+                body = response.json()
+            except Exception as error:  # noqa: BLE001 - every failure is reported below
+                with lock:
+                    failures.append(f"client {index} request {request}: {type(error).__name__}: {error}")
+                continue
+            took = time.perf_counter() - began
+            problem = None
+            if response.status_code != 200:
+                problem = f"HTTP {response.status_code}: {body}"
+            elif body["file"] != name:
+                problem = f"answer for {body['file']} to a request for {name}"
+            elif abs(body["score"] - expected[name]) > SCORE_TOL:
+                problem = f"{name}: score {body['score']} but the library says {expected[name]:.6f}"
+            with lock:
+                latencies.append(took)
+                if problem:
+                    failures.append(f"client {index} request {request}: {problem}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    wall = time.perf_counter() - began
+    rss_end = rss_bytes(app.process.pid)
+    for session in sessions:
+        session.close()
+    mb = 1024 * 1024
+    summary = (f"REST load: {CLIENTS} clients x {REQUESTS} predictions: {len(latencies)} answered, "
+               f"{len(failures)} failed, {len(latencies) / wall:.1f} req/s; latency p50 "
+               f"{percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms; "
+               f"server RSS {rss_start / mb:.0f} -> {rss_end / mb:.0f} MB")
+    with capsys.disabled():
+        print("\n" + summary)
+        for line in failures[:20]:
+            print("  " + line)
+    assert not failures, failures[:20]
+    assert len(latencies) == CLIENTS * REQUESTS
+    assert app.process.poll() is None
+    assert rss_end - rss_start < 200 * mb, summary

@@ -18,8 +18,9 @@ from iadbe import constants
 
 logger = logging.getLogger("iadbe.app")
 
-#: Upload cap of the server (datasets come as zips; images are far smaller).
-MAX_FILE_SIZE = "500mb"
+#: Upload cap of the server (datasets come as zips; images are far smaller); the REST routes use it too.
+MAX_FILE_BYTES = 500 * 1024**2
+MAX_FILE_SIZE = MAX_FILE_BYTES
 #: Images are shown and written at most this many pixels on their long side (scores are not affected:
 #: the model sees the full image, resized to its own input size).
 DISPLAY_MAX_SIDE = 1024

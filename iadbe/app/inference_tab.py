@@ -295,5 +295,10 @@ def build(examples: list[Path]) -> dict[str, Any]:
         run_compare.click(compare, [compare_image, compare_models, backend, threshold, opacity],
                           [compare_gallery, compare_table], api_name="compare", preprocess=False,
                           concurrency_limit=1, concurrency_id="batch")
-    return {"model": model, "compare_models": compare_models, "refresh": refresh}
+    with gr.Tab("Video"):
+        from iadbe.app import video_tab
+
+        video_tab.build(model, backend, threshold, opacity, false_alarms)
+    return {"model": model, "compare_models": compare_models, "refresh": refresh, "backend": backend,
+            "threshold": threshold, "opacity": opacity}
 

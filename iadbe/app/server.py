@@ -38,6 +38,7 @@ def launch(host: str | None = None, port: int | None = None, *, prevent_thread_l
     Nothing here waits on the network. When the catalogue is empty the demo model is built in a
     background thread (about a minute, once) while the app already answers.
     """
+    from iadbe.app.rest import app_kwargs, describe_only_these
     from iadbe.app.startup import announce_setup, start_background_setup
     from iadbe.app.training_tab import end_session
     from iadbe.app.ui import build_app
@@ -55,7 +56,8 @@ def launch(host: str | None = None, port: int | None = None, *, prevent_thread_l
     server_name, server_port = server_address(host, port)
     demo.launch(server_name=server_name, server_port=server_port, share=False, max_file_size=MAX_FILE_SIZE,
                 allowed_paths=[str(outputs)], blocked_paths=blocked_paths(), show_error=True,
-                prevent_thread_lock=True, quiet=quiet)
+                prevent_thread_lock=True, quiet=quiet, app_kwargs=app_kwargs())
+    describe_only_these(demo.app)
     start_background_setup()  # after the server answers: its imports (torch) would slow the start down
     if not prevent_thread_lock:
         demo.block_thread()

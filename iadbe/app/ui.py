@@ -1,9 +1,10 @@
 """``build_app()``: the Gradio Blocks of IADBE, assembled from one module per tab.
 
 API endpoints (``gradio_client``), all with stable names: ``/predict``, ``/rerender``, ``/predict_batch``,
-``/compare``, ``/inspect``, ``/train``, ``/cancel``, ``/push``, ``/models``, ``/models_all``, ``/benchmark``,
+``/compare``, ``/predict_video``, ``/cancel_video``, ``/live`` (camera frames), ``/inspect``, ``/train``, ``/cancel``, ``/push``, ``/models``, ``/models_all``, ``/benchmark``,
 ``/benchmark_results``, ``/benchmark_result``, ``/refresh_models``, ``/status`` (the demo model's build),
-``/delete_model``, ``/delete_data`` and ``/workspace``.
+``/delete_model``, ``/delete_data`` and ``/workspace``. Plain HTTP routes beside them: ``iadbe/app/rest.py``
+(``/api/v1/...``).
 
 In shared mode (a public Space) every handler that lists or uses models asks ``common.visitor_workspace``
 whose request it is: the visitor sees the shared models plus their own. A "Sign in with Hugging Face"
@@ -17,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from iadbe.app import benchmark_tab, inference_tab, models_tab, startup, training_tab
+from iadbe.app import benchmark_tab, inference_tab, live_tab, models_tab, startup, training_tab
 from iadbe import constants
 from iadbe.app.common import DEMO_LABEL, dropdown_update, logger, user_errors, visitor_workspace
 
@@ -90,6 +91,8 @@ def build_app() -> gr.Blocks:
         timer = gr.Timer(2.0, active=startup.STATUS.busy)
         with gr.Tab("Inference"):
             inference = inference_tab.build(examples)
+        with gr.Tab("Live"):
+            live_tab.build(inference["model"], inference["backend"], inference["threshold"], inference["opacity"])
         with gr.Tab("Training"):
             training = training_tab.build()
         with gr.Tab("Models"):
