@@ -158,12 +158,18 @@ def test_the_board_rereads_only_changed_benchmarks(tmp_path, monkeypatch):
     assert (value(first), value(second)) == (pytest.approx(70.0), pytest.approx(90.0))
 
 
-def test_styled_table_colours_values_and_marks_the_best():
-    from iadbe.benchmark.leaderboard import BEST_STYLE, styled
+def test_shown_cells_are_coloured_by_value_and_the_best_marked():
+    from iadbe.benchmark.leaderboard import BEST_STYLE, table_cells
 
     view = load_leaderboard({}).view("mvtec3d", "image_AUROC", models=["padim", "cfa"], categories=["tire"])
-    html = styled(view.table, view.value_columns, view.best()).to_html()
-    assert BEST_STYLE.split(";")[0] in html and "hsl(0, 70%, 86%)" in html  # CFA's 0.00 is red, PaDiM's best bold
+    shown = table_cells(view.table, view.value_columns, view.best())
+    assert shown["headers"][:4] == ["model", "benchmark", "tire", "Average"]
+    rows = {row[0]: (row, text, css) for row, text, css in zip(shown["data"], shown["metadata"]["display_value"],
+                                                               shown["metadata"]["styling"])}
+    padim, cfa = rows["padim"], rows["cfa"]
+    assert padim[1][2] == "80.97" and padim[0][2] == 80.97 and BEST_STYLE in padim[2][2]
+    assert cfa[1][2] == "0.00" and cfa[2][2] == "background-color: hsl(0, 70%, 86%)"  # chance or worse: red
+    assert padim[2][0] == "" and padim[1][7] == "-" and padim[0][7] is None  # no colour on names; "-" for none
 
 
 def test_shipped_benchmarks_are_grouped_by_folder():
@@ -175,3 +181,40 @@ def test_shipped_benchmarks_are_grouped_by_folder():
     expected = {(f"docs/benchmark/{p.parent.parent.name}", json.loads(p.read_text())["model"])
                 for p in docs.glob("*/runs/*.json") if json.loads(p.read_text())["status"] == "ok"}
     assert set(zip(runs["benchmark"], runs["model"])) == expected
+
+
+def test_a_visitor_sees_the_shared_benchmarks_and_only_their_own_runs(tmp_path, monkeypatch):
+    """Shared mode (iadbe.workspaces): runs started in the app go to the visitor's workspace; the results
+    browser and the leaderboard read the shipped runs, the server's results and that workspace only."""
+    pytest.importorskip("gradio")
+    from types import SimpleNamespace
+
+    from iadbe import benchmark, constants
+    from iadbe.app import benchmark_tab
+    from iadbe.workspaces import identify, open_workspace
+
+    monkeypatch.setattr(constants, "WORKSPACES_DIR", tmp_path / "workspaces")
+    monkeypatch.setattr(benchmark, "RESULTS_DIR", tmp_path / "results")
+    alice, bob = (open_workspace(identify(None, session, shared=True)) for session in ("alice", "bob"))
+    for workspace, value in ((alice, 0.91), (bob, 0.55)):
+        _write(benchmark_tab.own_results(workspace) / "mvtec3d", [_record("padim", "tire", 0, value)])
+    _write(tmp_path / "results" / "mvtec3d", [_record("dfm", "tire", 0, 0.7)])
+    roots = benchmark_tab.result_roots(alice)
+    assert roots["your runs"] == alice.root / "benchmark" and roots["results"] == tmp_path / "results"
+    assert bob.root not in [root for root in roots.values()] and not any(
+        root.is_relative_to(bob.root) for root in roots.values())
+    runs = load_leaderboard(roots).runs()
+    ours = runs[runs["benchmark"].str.startswith(("your runs", "results"))]
+    assert sorted(zip(ours["benchmark"], ours["model"], ours["image AUROC"].round(2))) == [
+        ("results/mvtec3d", "dfm", 70.0), ("your runs/mvtec3d", "padim", 91.0)]
+    # single-user mode: the server's results folder, as `iadbe benchmark` writes it
+    local = open_workspace(identify(None, None, shared=False))
+    assert benchmark_tab.own_results(local) == tmp_path / "results" and "your runs" not in \
+        benchmark_tab.result_roots(local)
+    # the results browser refuses another visitor's record
+    monkeypatch.setattr(benchmark_tab, "visitor_workspace", lambda request, profile: alice)
+    other = next((bob.root / "benchmark").rglob("*.json"))
+    with pytest.raises(Exception, match="Only files of the benchmark results folders"):
+        benchmark_tab.show_result(str(other), SimpleNamespace(session_hash="alice"))
+    table, _, _ = benchmark_tab.show_result(str(next((alice.root / "benchmark").rglob("*.json"))))
+    assert list(table["value"].columns) == ["field", "value"] and table["visible"]

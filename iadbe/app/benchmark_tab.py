@@ -13,7 +13,6 @@ here go to their own workspace and only they see them.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +143,7 @@ def _summary(view: Any, runs: Any) -> str:
 def leaderboard(dataset: Any, metric: Any, models: Any, categories: Any, request: gr.Request = None,
                 profile: gr.OAuthProfile | None = None) -> tuple:
     """``/leaderboard``: the filters' choices, the leaderboard, its summary, the runs table and three plots."""
-    from iadbe.benchmark.leaderboard import TITLES, best_in_columns, styled
+    from iadbe.benchmark.leaderboard import TITLES, best_in_columns, table_cells
 
     board = _board(request, profile)
     datasets, dataset, metrics, metric, model_choices, models, category_choices, categories = _choose(
@@ -153,15 +152,13 @@ def leaderboard(dataset: Any, metric: Any, models: Any, categories: Any, request
     runs = board.runs(models, categories)
     low = 0.0 if metric.endswith("F1") else 50.0
     run_values = ["image AUROC", "study image AUROC", "pixel AUROC", "PRO", "F1 calibrated", "F1 oracle"]
-    times = board.auroc_vs_time(dataset)
-    times["log10 training s"] = [round(math.log10(max(s, 0.1)), 3) for s in times["training s per category"]]
     return (gr.update(choices=datasets, value=dataset),
             gr.update(choices=[(TITLES.get(m, m), m) for m in metrics], value=metric),
             gr.update(choices=model_choices, value=models), gr.update(choices=category_choices, value=categories),
-            styled(view.table, view.value_columns, view.best(), low=low),
+            table_cells(view.table, view.value_columns, view.best(), low=low),
             _summary(view, runs),
-            styled(runs, run_values, best_in_columns(runs, run_values)),
-            times, view.per_category(BAR_ROWS), board.ours_against_study(dataset, metric, models))
+            table_cells(runs, run_values, best_in_columns(runs, run_values)),
+            board.auroc_vs_time(dataset), view.per_category(BAR_ROWS), board.ours_against_study(dataset, metric, models))
 
 
 @user_errors
@@ -191,8 +188,9 @@ def pick_cell(table: Any, dataset: Any, evt: gr.SelectData) -> tuple:
     values = dict(zip(columns, row))
     column = columns[evt.index[1]] if isinstance(evt.index, (list, tuple)) else ""
     kind = str(values.get("dataset") or dataset or "")
-    if "category" in values:  # the runs table
-        category = str(values["category"])
+    if "categories" in values and "benchmark" in values and "dataset" in values:  # the runs table
+        category = ",".join(c.strip() for c in str(values["categories"]).split(",")) \
+            if not str(values["categories"]).endswith(" categories") else ""
     else:
         from iadbe.benchmark.leaderboard import INFO_COLUMNS
 
@@ -266,14 +264,20 @@ def show_result(path: Any, request: gr.Request = None, profile: gr.OAuthProfile 
 # --------------------------------------------------------------------------- layout
 def build() -> dict[str, Any]:
     """The Benchmark tab's components (inside an open ``gr.Tab``); :func:`on_load` fills them."""
+    from iadbe.benchmark.leaderboard import TITLES
+
     gr.Markdown(STUDY_NOTE)
+    # the choices depend on the results found when a page opens (on_load); any value is accepted here and
+    # the handler keeps only what the board has
     with gr.Row():
-        dataset_filter = gr.Dropdown(label="dataset", choices=[], elem_id="lb-dataset", scale=1)
-        metric_filter = gr.Dropdown(label="metric", choices=[], elem_id="lb-metric", scale=2)
-        model_filter = gr.Dropdown(label="models (empty = all)", choices=[], multiselect=True, elem_id="lb-models",
-                                   scale=2)
+        dataset_filter = gr.Dropdown(label="dataset", choices=["mvtec"], value="mvtec", allow_custom_value=True,
+                                     elem_id="lb-dataset", scale=1)
+        metric_filter = gr.Dropdown(label="metric", choices=[(TITLES["image_AUROC"], "image_AUROC")],
+                                    value="image_AUROC", allow_custom_value=True, elem_id="lb-metric", scale=2)
+        model_filter = gr.Dropdown(label="models (empty = all)", choices=[], multiselect=True, allow_custom_value=True,
+                                   elem_id="lb-models", scale=2)
         category_filter = gr.Dropdown(label="categories (empty = all)", choices=[], multiselect=True,
-                                      elem_id="lb-categories", scale=2)
+                                      allow_custom_value=True, elem_id="lb-categories", scale=2)
     summary = gr.Markdown(elem_id="lb-summary")
     board = gr.Dataframe(label="leaderboard", interactive=False, elem_id="leaderboard", max_height=720,
                          pinned_columns=2, wrap=False)
@@ -323,15 +327,19 @@ def build() -> dict[str, Any]:
 
     filters = [dataset_filter, metric_filter, model_filter, category_filter]
     views = [*filters, board, summary, runs, time_plot, category_plot, ours_plot]
-    for component in filters:
-        component.input(leaderboard, filters, views, api_visibility="private", show_progress="minimal")
+    # private events still take an API name (the function's by default): named here, so that the page's
+    # opening event keeps the public name /leaderboard
+    for component, name in zip(filters, ("dataset", "metric", "models", "categories")):
+        component.input(leaderboard, filters, views, api_name=f"leaderboard_by_{name}", api_visibility="private",
+                        show_progress="minimal")
     export.click(export_leaderboard, filters, exported, api_name="leaderboard_export")
     form = [models, dataset, root, categories, image_size, picked]
     board.select(pick_cell, [board, dataset_filter], form, api_visibility="private")
     runs.select(pick_cell, [runs, dataset_filter], form, api_visibility="private")
     start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train, max_minutes],
                 [table, report, plot, comparison], api_name="benchmark", concurrency_limit=1, concurrency_id="train"
-                ).then(leaderboard, filters, views, api_visibility="private", show_progress="hidden")
+                ).then(leaderboard, filters, views, api_name="leaderboard_after_run", api_visibility="private",
+                       show_progress="hidden")
     refresh.click(list_results, None, files, api_name="benchmark_results")
     files.change(show_result, files, [shown_table, shown_text, shown_image], api_name="benchmark_result")
     return {"filters": filters, "views": views, "files": files, "shown": [shown_table, shown_text, shown_image]}

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from iadbe.benchmark.report import METRIC_TITLES, aggregate, latex_escape
@@ -148,18 +150,24 @@ def benchmark_folders(root: Path, depth: int = 3) -> list[Path]:
 def _signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
     """What a folder's records are now: (name, size, mtime) of each; a changed record changes it."""
     entries = []
-    for path in runs_dir(folder).glob("*.json"):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        entries.append((path.name, stat.st_size, stat.st_mtime_ns))
+    try:
+        with os.scandir(runs_dir(folder)) as found:
+            for entry in found:
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    try:
+                        stat = entry.stat()
+                    except OSError:
+                        continue
+                    entries.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        return ()
     return tuple(sorted(entries))
 
 
 @functools.lru_cache(maxsize=256)
-def _folder_cells(folder: str, benchmark: str, signature: tuple) -> tuple[dict[str, Any], ...]:
-    return tuple(run_cells(load_records(Path(folder)), benchmark))
+def _folder_frame(folder: str, benchmark: str, signature: tuple) -> pd.DataFrame:
+    """One benchmark folder's cells (cached by its records' signature; never modified by callers)."""
+    return pd.DataFrame(run_cells(load_records(Path(folder)), benchmark), columns=list(CELL_COLUMNS))
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,15 +178,21 @@ def _study_frame() -> pd.DataFrame:
 def load_leaderboard(roots: Mapping[str, Path | str]) -> "Leaderboard":
     """The study's cells plus every benchmark folder under ``roots`` ({label: folder}); each benchmark is
     named ``label/<path under the folder>``. Folders whose records did not change are not read again."""
-    frames = [_study_frame()]
+    keys = []
     for label, root in roots.items():
         root = Path(root)
         for folder in benchmark_folders(root):
             relative = folder.relative_to(root).as_posix()
-            name = label if relative == "." else f"{label}/{relative}"
-            cells = _folder_cells(str(folder.resolve()), name, _signature(folder))
-            if cells:
-                frames.append(pd.DataFrame(list(cells), columns=list(CELL_COLUMNS)))
+            keys.append((str(folder.resolve()), label if relative == "." else f"{label}/{relative}",
+                         _signature(folder)))
+    return _board(tuple(keys))
+
+
+@functools.lru_cache(maxsize=32)
+def _board(keys: tuple[tuple[str, str, tuple], ...]) -> "Leaderboard":
+    """The board of these folders as they are (a board caches its tables and views: reused while no record
+    changes)."""
+    frames = [_study_frame(), *(frame for frame in (_folder_frame(*key) for key in keys) if not frame.empty)]
     return Leaderboard(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
 
 
@@ -192,6 +206,14 @@ class Leaderboard:
     """Every cell (``cells``: one row per source, benchmark, dataset, metric, model, category)."""
 
     cells: pd.DataFrame
+
+    @functools.cached_property
+    def _tables(self) -> dict[tuple[str, str], pd.DataFrame]:
+        return {key: group for key, group in self.cells.groupby(["dataset", "metric"], sort=False)}
+
+    @functools.cached_property
+    def _memo(self) -> dict[tuple, Any]:
+        return {}
 
     def datasets(self) -> list[str]:
         """Datasets, the study's first (in the study's order), then those only our runs have."""
@@ -207,8 +229,7 @@ class Leaderboard:
         return ordered + sorted(present - set(ordered))
 
     def _slice(self, dataset: str, metric: str) -> pd.DataFrame:
-        cells = self.cells
-        return cells[(cells["dataset"] == dataset) & (cells["metric"] == metric)]
+        return self._tables.get((dataset, metric), self.cells.iloc[:0])
 
     def models(self, dataset: str, metric: str) -> list[str]:
         return sorted(set(self._slice(dataset, metric)["model"]))
@@ -225,7 +246,13 @@ class Leaderboard:
         """One dataset and metric as a wide table: a row per (source, benchmark, model), a column per
         category, the Average over the categories shown and, for the study, its printed average (flagged
         where its own rows do not give it). Empty ``models`` / ``categories``: all of them."""
-        models, categories = list(models or ()), list(categories or ())
+        models, categories = sorted(models or ()), sorted(categories or ())
+        key = ("view", dataset, metric, tuple(models), tuple(categories))
+        if key not in self._memo:
+            self._memo[key] = self._view(dataset, metric, models, categories)
+        return self._memo[key]
+
+    def _view(self, dataset: str, metric: str, models: list[str], categories: list[str]) -> "View":
         cells = self._slice(dataset, metric)
         if models:
             cells = cells[cells["model"].isin(models)]
@@ -235,8 +262,8 @@ class Leaderboard:
         order = ["model", "benchmark", *columns, "Average", "printed average", "categories", *INFO_COLUMNS]
         if cells.empty:
             return View(dataset, metric, pd.DataFrame(columns=order), columns)
-        wide = cells.pivot_table(index=keys, columns="category", values="value", aggfunc="first")
-        wide = wide.reindex(columns=columns)
+        wide = (cells.drop_duplicates([*keys, "category"]).set_index([*keys, "category"])["value"]
+                .unstack("category").reindex(columns=columns))
         info = cells.groupby(keys, sort=False).agg(
             {"backbone": "first", "image size": "first", "thresholds": "first",
              **{column: "mean" for column in NUMERIC_INFO}})
@@ -265,21 +292,44 @@ class Leaderboard:
 
     def runs(self, models: Iterable[str] = (), categories: Iterable[str] = (),
              datasets: Iterable[str] = ()) -> pd.DataFrame:
-        """IADBE's runs, one row per (benchmark, dataset, model, category), grouped by benchmark, with the
-        study's cell beside our image AUROC."""
+        """IADBE's runs grouped by benchmark: one row per (benchmark, dataset, model), means over its
+        categories (those named in ``categories``, else all), with the study's mean over the same categories
+        beside our image AUROC (over those the study has)."""
+        key = ("runs", tuple(sorted(models or ())), tuple(sorted(categories or ())), tuple(sorted(datasets or ())))
+        if key not in self._memo:
+            self._memo[key] = self._runs(*key[1:])
+        return self._memo[key]
+
+    def _runs(self, models: tuple[str, ...], categories: tuple[str, ...], datasets: tuple[str, ...]) -> pd.DataFrame:
+        table = self._all_runs
+        for column, chosen in (("model", models), ("category", categories), ("dataset", datasets)):
+            if chosen:
+                table = table[table[column].isin(chosen)]
+        keys = ["benchmark", "dataset", "model"]
+        numbers = ["epochs", "training s", "image AUROC", "study image AUROC", "pixel AUROC", "PRO", "F1 calibrated",
+                   "F1 oracle"]
+        columns = [*keys, "categories", "backbone", "image size", "thresholds", *numbers]
+        if table.empty:
+            return pd.DataFrame(columns=columns)
+        grouped = table.groupby(keys, sort=True)
+        summary = grouped[numbers].mean()
+        summary["categories"] = grouped["category"].agg(
+            lambda names: ", ".join(names) if len(names) <= 3 else f"{len(names)} categories")
+        for column in ("backbone", "image size", "thresholds"):
+            summary[column] = grouped[column].first()
+        return summary.reset_index()[columns]
+
+    @functools.cached_property
+    def _all_runs(self) -> pd.DataFrame:
         ours = self.cells[(self.cells["source"] == OURS) & ~self.cells["metric"].str.startswith(("unified_",
                                                                                                    "multiclass_"))]
-        for column, chosen in (("model", models), ("category", categories), ("dataset", datasets)):
-            chosen = list(chosen or ())
-            if chosen:
-                ours = ours[ours[column].isin(chosen)]
         columns = ["benchmark", "dataset", "model", "category", "backbone", "image size", "epochs", "thresholds",
                    "training s", "image AUROC", "study image AUROC", "pixel AUROC", "PRO", "F1 calibrated",
-                   "F1 oracle"]
+                   "F1 oracle"]  # one row per category: runs() groups them
         if ours.empty:
             return pd.DataFrame(columns=columns)
         keys = ["benchmark", "dataset", "model", "category"]
-        wide = ours.pivot_table(index=keys, columns="metric", values="value", aggfunc="first")
+        wide = ours.drop_duplicates([*keys, "metric"]).set_index([*keys, "metric"])["value"].unstack("metric")
         info = ours.groupby(keys).agg({"backbone": "first", "image size": "first", "thresholds": "first",
                                        "epochs": "first", "training s": "first", "F1 calibrated": "first",
                                        "F1 oracle": "first"})
@@ -292,13 +342,24 @@ class Leaderboard:
         return table.reindex(columns=columns).sort_values(keys).reset_index(drop=True)
 
     def _slice_study(self, metric: str) -> dict[tuple[str, str, str], float]:
-        study = self.cells[(self.cells["source"] == STUDY) & (self.cells["metric"] == metric)]
-        return {(d, m, c): v for d, m, c, v in zip(study["dataset"], study["model"], study["category"], study["value"])}
+        key = ("study", metric)
+        if key not in self._memo:
+            study = self.cells[(self.cells["source"] == STUDY) & (self.cells["metric"] == metric)]
+            self._memo[key] = {(d, m, c): v for d, m, c, v in
+                               zip(study["dataset"], study["model"], study["category"], study["value"])}
+        return self._memo[key]
 
     # ----------------------------------------------------------------------- plot data
     def auroc_vs_time(self, dataset: str) -> pd.DataFrame:
         """Per (source, benchmark, model): mean image AUROC over its categories and training seconds per
-        category. The study's time is its per-dataset total (``summary``) over its number of categories."""
+        category (and its log10, for a readable axis from seconds to days). The study's time is its
+        per-dataset total (``summary``) over its number of categories."""
+        key = ("time", dataset)
+        if key not in self._memo:
+            self._memo[key] = self._auroc_vs_time(dataset)
+        return self._memo[key]
+
+    def _auroc_vs_time(self, dataset: str) -> pd.DataFrame:
         rows = []
         cells = self._slice(dataset, "image_AUROC")
         table = study_tables()["tables"].get(f"{dataset}/image_AUROC")
@@ -313,12 +374,20 @@ class Leaderboard:
                 continue
             rows.append({"model": model, "source": benchmark if source == OURS else STUDY,
                          "image AUROC": round(float(group["value"].mean()), 2),
-                         "training s per category": round(float(seconds), 1)})
-        return pd.DataFrame(rows, columns=["model", "source", "image AUROC", "training s per category"])
+                         "training s per category": round(float(seconds), 1),
+                         "log10 training s": round(math.log10(max(float(seconds), 0.1)), 3)})
+        return pd.DataFrame(rows, columns=["model", "source", "image AUROC", "training s per category",
+                                           "log10 training s"])
 
     def ours_against_study(self, dataset: str, metric: str, models: Iterable[str] = ()) -> pd.DataFrame:
         """Per model that has both: our mean and the study's mean over the same categories (ours pooled over
         benchmarks), as long rows (model, source, bar label, value, categories) for a bar plot."""
+        key = ("pairs", dataset, metric, tuple(sorted(models or ())))
+        if key not in self._memo:
+            self._memo[key] = self._ours_against_study(dataset, metric, key[3])
+        return self._memo[key]
+
+    def _ours_against_study(self, dataset: str, metric: str, models: tuple[str, ...]) -> pd.DataFrame:
         cells = self._slice(dataset, metric)
         if models:
             cells = cells[cells["model"].isin(list(models))]
@@ -375,7 +444,7 @@ class View:
     def per_category(self, limit: int = 6) -> pd.DataFrame:
         """Long rows (bar, category, entry, value) of the first ``limit`` rows, for a bar plot."""
         rows = []
-        for _, row in self.table.head(limit).iterrows():
+        for row in self.table.head(limit).to_dict("records"):
             for category in self.categories:
                 value = row[category]
                 if pd.notna(value):
@@ -447,33 +516,40 @@ def value_colour(value: float, low: float = 50.0, high: float = 100.0) -> str:
 BEST_STYLE = "font-weight: bold; text-decoration: underline"
 
 
-def styled(table: pd.DataFrame, value_columns: Sequence[str], best: Mapping[str, set[int]] | None = None,
-           low: float = 50.0) -> Any:
-    """A pandas Styler of ``table``: cells coloured by value, the best per column bold and underlined, numbers
-    with two decimals and "-" where missing (what ``gr.Dataframe`` shows as it is)."""
+def table_cells(table: pd.DataFrame, value_columns: Sequence[str], best: Mapping[str, set[int]] | None = None,
+                low: float = 50.0) -> dict[str, Any]:
+    """``table`` as headers, data (None where missing), the text shown (two decimals, "-" where missing) and a
+    CSS style per cell: ``value_columns`` coloured by value, the best per column bold and underlined. The
+    shape of a ``gr.Dataframe`` value with styling; built directly, as a pandas Styler costs about 1 s per
+    1,000 rows to convert."""
     best = best or {}
-    numeric = [c for c in table.columns if c in value_columns or c in NUMERIC_INFO
-               or pd.api.types.is_numeric_dtype(table[c])]
-
-    def style_column(column: pd.Series) -> list[str]:
-        if column.name not in value_columns:
-            return [""] * len(column)
-        marks = best.get(column.name, set())
-        return [";".join(part for part in ((value_colour(float(v), low) if pd.notna(v) else ""),
-                                           (BEST_STYLE if i in marks else "")) if part)
-                for i, v in column.items()]
-
-    return (table.style.apply(style_column, axis=0)
-            .format({c: "{:.2f}" for c in numeric}, na_rep="-")
-            .hide(axis="index"))
+    headers = [str(c) for c in table.columns]
+    numeric = [c in value_columns or c in NUMERIC_INFO or pd.api.types.is_float_dtype(table[c]) for c in headers]
+    coloured = [c in value_columns for c in headers]
+    marks = [best.get(c, set()) for c in headers]
+    data, shown, styles = [], [], []
+    for index, row in zip(table.index, table.itertuples(index=False, name=None)):
+        values, texts, css = [], [], []
+        for value, is_number, colour, marked in zip(row, numeric, coloured, marks):
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            values.append(None if missing else value)
+            texts.append("-" if missing else (f"{float(value):.2f}" if is_number else str(value)))
+            parts = [] if missing or not colour else [value_colour(float(value), low)]
+            if index in marked:
+                parts.append(BEST_STYLE)
+            css.append("; ".join(parts))
+        data.append(values)
+        shown.append(texts)
+        styles.append(css)
+    return {"headers": headers, "data": data, "metadata": {"display_value": shown, "styling": styles}}
 
 
 def best_in_columns(table: pd.DataFrame, columns: Iterable[str]) -> dict[str, set[int]]:
     """Per column: the row index(es) with the highest value (ties all win)."""
     found = {}
     for column in columns:
-        values = pd.to_numeric(table[column], errors="coerce")
-        if values.notna().any():
-            top = values.max()
-            found[column] = {i for i, v in values.items() if pd.notna(v) and math.isclose(v, top, abs_tol=1e-9)}
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+        if not np.isnan(values).all():
+            top = np.nanmax(values)
+            found[column] = {table.index[i] for i in np.flatnonzero(np.abs(values - top) <= 1e-9)}
     return found
