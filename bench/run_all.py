@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import app as app_bench  # noqa: E402
 import coreset  # noqa: E402
 import inference  # noqa: E402
+import leaderboard  # noqa: E402
 import patchcore_train  # noqa: E402
 import stock  # noqa: E402
 
@@ -41,6 +42,7 @@ def main() -> None:
                      f"{row['iadbe_ms']:.1f} vs {row['stock_ms']:.1f} ms; diff {row['iadbe_diff']:.3f}",
                      f"{row['target']:.1f}x faster", row["speedup"], stock.passed(row)))
     rows += app_bench.measure(5 if args.quick else 20)
+    rows += leaderboard.measure(1000, 2 if args.quick else 5)
     target_s = patchcore_train.TARGET_S
     timing = patchcore_train.measure_time(patchcore_train.parse_args(["--fraction", "0.01" if args.quick else "0.03"]))
     fast, exact, anomalib_s = (timing["train_s"][m] for m in ("fast", "exact", "anomalib"))
