@@ -127,10 +127,10 @@ def test_exports_mark_the_best_like_the_benchmark_reports():
     rows = list(csv.DictReader(io.StringIO(view.to_csv())))
     assert [r["model"] for r in rows] == ["padim", "patchcore"] and float(rows[0]["tire"]) == 80.97
     markdown = view.to_markdown()
-    assert "| padim | study | **80.97** | **80.97** |" in markdown
-    assert "| patchcore | study | 79.95 | 79.95 |" in markdown
+    assert "| padim | study | **80.97** | - | 1/1 | **80.97** |" in markdown  # printed averages: all categories
+    assert "| patchcore | study | 79.95 | - | 1/1 | 79.95 |" in markdown
     latex = view.to_latex()
-    assert r"padim & study & \textbf{80.97} & \textbf{80.97}" in latex and r"\bottomrule" in latex
+    assert r"padim & study & \textbf{80.97} & -- & 1/1 & \textbf{80.97}" in latex and r"\bottomrule" in latex
     assert r"F1 oracle \\" in latex  # headers escaped, one line
 
 
@@ -163,13 +163,15 @@ def test_shown_cells_are_coloured_by_value_and_the_best_marked():
 
     view = load_leaderboard({}).view("mvtec3d", "image_AUROC", models=["padim", "cfa"], categories=["tire"])
     shown = table_cells(view.table, view.value_columns, view.best())
-    assert shown["headers"][:4] == ["model", "benchmark", "tire", "Average"]
+    headers = shown["headers"]
+    assert headers[:6] == ["model", "benchmark", "Average", "printed average", "categories", "tire"]
+    tire, size = headers.index("tire"), headers.index("image size")
     rows = {row[0]: (row, text, css) for row, text, css in zip(shown["data"], shown["metadata"]["display_value"],
                                                                shown["metadata"]["styling"])}
     padim, cfa = rows["padim"], rows["cfa"]
-    assert padim[1][2] == "80.97" and padim[0][2] == 80.97 and BEST_STYLE in padim[2][2]
-    assert cfa[1][2] == "0.00" and cfa[2][2] == "background-color: hsl(0, 70%, 86%)"  # chance or worse: red
-    assert padim[2][0] == "" and padim[1][7] == "-" and padim[0][7] is None  # no colour on names; "-" for none
+    assert padim[1][tire] == "80.97" and padim[0][tire] == 80.97 and BEST_STYLE in padim[2][tire]
+    assert cfa[1][tire] == "0.00" and cfa[2][tire] == "background-color: hsl(0, 70%, 86%)"  # chance or worse: red
+    assert padim[2][0] == "" and padim[1][size] == "-" and padim[0][size] is None  # names plain; "-" for none
 
 
 def test_shipped_benchmarks_are_grouped_by_folder():

@@ -28,7 +28,8 @@ The IADBE study benchmarked anomalib 1.x detectors with ResNet-18 / Wide-ResNet-
 checkpoints and thresholds **on the test set**, so its numbers are upper bounds. IADBE's runs (rows with a
 benchmark name) fit thresholds on validation data only and score the whole test set. Percent; the best per
 column is **bold and underlined**; cells run from red (50, chance for AUROC) to green (100). *Average* is the
-mean over the categories shown; *printed average* is the study's own, marked ⚠ where its rows do not give it.
+mean over the categories shown; *printed average* is the study's own (over all its categories), marked ⚠
+where its rows do not give it.
 Click a column header to sort, a cell to fill the run form below with its model, dataset and category.
 """
 RESULT_SUFFIXES = {".csv", ".json", ".md", ".tex", ".txt", ".png"}
@@ -281,9 +282,9 @@ def build() -> dict[str, Any]:
     summary = gr.Markdown(elem_id="lb-summary")
     board = gr.Dataframe(label="leaderboard", interactive=False, elem_id="leaderboard", max_height=720,
                          pinned_columns=2, wrap=False)
-    with gr.Row(equal_height=True):
-        export = gr.Button("Export this table (CSV, Markdown, LaTeX)", scale=1)
-        exported = gr.File(label="exported", file_count="multiple", interactive=False, scale=3, height=90)
+    with gr.Row():
+        export = gr.Button("Export this table (CSV, Markdown, LaTeX)", scale=0, min_width=320)
+        exported = gr.File(label="exported", file_count="multiple", interactive=False, scale=3, height=120)
     with gr.Row():
         time_plot = gr.ScatterPlot(x="log10 training s", y="image AUROC", color="source",
                                    tooltip=["model", "source", "image AUROC", "training s per category"],

@@ -243,9 +243,10 @@ class Leaderboard:
 
     def view(self, dataset: str, metric: str, models: Iterable[str] = (), categories: Iterable[str] = ()
              ) -> "View":
-        """One dataset and metric as a wide table: a row per (source, benchmark, model), a column per
-        category, the Average over the categories shown and, for the study, its printed average (flagged
-        where its own rows do not give it). Empty ``models`` / ``categories``: all of them."""
+        """One dataset and metric as a wide table: a row per (source, benchmark, model), the Average over
+        the categories shown, for the study its printed average (flagged where its own rows do not give it;
+        shown only when every category is, as it is the mean over all of them), how many categories the row
+        has, a column per category, then the settings. Empty ``models`` / ``categories``: all of them."""
         models, categories = sorted(models or ()), sorted(categories or ())
         key = ("view", dataset, metric, tuple(models), tuple(categories))
         if key not in self._memo:
@@ -259,7 +260,7 @@ class Leaderboard:
         columns = [c for c in self.categories(dataset, metric) if not categories or c in categories]
         cells = cells[cells["category"].isin(columns)]
         keys = ["source", "benchmark", "model"]
-        order = ["model", "benchmark", *columns, "Average", "printed average", "categories", *INFO_COLUMNS]
+        order = ["model", "benchmark", "Average", "printed average", "categories", *columns, *INFO_COLUMNS]
         if cells.empty:
             return View(dataset, metric, pd.DataFrame(columns=order), columns)
         wide = (cells.drop_duplicates([*keys, "category"]).set_index([*keys, "category"])["value"]
@@ -271,7 +272,8 @@ class Leaderboard:
         values = table[columns]
         table["Average"] = values.mean(axis=1, skipna=True)
         table["categories"] = [f"{n}/{len(columns)}" for n in values.notna().sum(axis=1)]
-        table["printed average"] = [self._printed(dataset, metric, source, model)
+        every = len(columns) == len(self.categories(dataset, metric))  # a printed average is over all of them
+        table["printed average"] = [self._printed(dataset, metric, source, model) if every else ""
                                     for source, model in zip(table["source"], table["model"])]
         table["_order"] = (table["source"] != STUDY).astype(int)
         table = table.sort_values(["_order", "benchmark", "Average"], ascending=[True, True, False],
