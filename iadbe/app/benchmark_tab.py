@@ -133,6 +133,9 @@ def _summary(view: Any, runs: Any) -> str:
     study = int(view.is_study().sum())
     parts = [f"**{TITLES.get(view.metric, view.metric)}, {view.dataset}**: {study} study rows, "
              f"{len(view.table) - study} IADBE rows, {len(view.categories)} categories."]
+    if view.metric.endswith("pixel_AUPRO"):
+        parts.append("The study's PRO is on another scale than IADBE's (e.g. 12.31 for PaDiM on tire beside a pixel "
+                     "AUROC of 95.22): compare rankings, not numbers.")
     flagged = view.flagged()
     if flagged:
         parts.append("The study's printed averages that its own rows do not give: " + "; ".join(flagged) + ".")
