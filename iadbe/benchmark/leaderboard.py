@@ -272,6 +272,13 @@ class Leaderboard:
         values = table[columns]
         table["Average"] = values.mean(axis=1, skipna=True)
         table["categories"] = [f"{n}/{len(columns)}" for n in values.notna().sum(axis=1)]
+        misaligned = [model for (d, m, model), check in _CHECKS().items()
+                      if (d, m) == (dataset, metric) and check.problem and (not models or model in models)]
+        if misaligned:  # rows whose numbers cannot be put in their columns: shown, with the reason, never dropped
+            table = pd.concat([table, pd.DataFrame([{"source": STUDY, "benchmark": STUDY, "model": model,
+                                                     "thresholds": STUDY_THRESHOLDS} for model in misaligned])],
+                              ignore_index=True)
+            table["categories"] = [f"{n}/{len(columns)}" for n in table[columns].notna().sum(axis=1)]
         every = len(columns) == len(self.categories(dataset, metric))  # a printed average is over all of them
         table["printed average"] = [self._printed(dataset, metric, source, model) if every else ""
                                     for source, model in zip(table["source"], table["model"])]
@@ -286,8 +293,8 @@ class Leaderboard:
         if source != STUDY:
             return ""
         check = _CHECKS().get((dataset, metric, model))
-        if check is None or check.printed is None:
-            return "" if check is None or not check.problem else "row misaligned in the study"
+        if check is None or check.printed is None or check.problem:
+            return "" if check is None or not check.problem else "⚠ row misaligned in the study: a value is missing"
         if check.wrong:
             return f"{check.printed:.2f} ⚠ its rows give {check.recomputed:.2f}"
         return f"{check.printed:.2f}"
@@ -440,8 +447,14 @@ class View:
 
     def flagged(self) -> list[str]:
         """The study's printed averages in this view that its own rows do not give."""
-        return [f"{model}: printed {text.replace(' ⚠ its rows give', ', its rows give')}"
-                for model, text in zip(self.table["model"], self.table["printed average"]) if "⚠" in str(text)]
+        found = []
+        for model, text in zip(self.table["model"], self.table["printed average"]):
+            text = str(text)
+            if text.startswith("⚠"):
+                found.append(f"{model}: {text.lstrip('⚠ ')}")
+            elif "⚠" in text:
+                found.append(f"{model}: printed {text.replace(' ⚠ its rows give', ', its rows give')}")
+        return found
 
     def per_category(self, limit: int = 6) -> pd.DataFrame:
         """Long rows (bar, category, entry, value) of the first ``limit`` rows, for a bar plot."""
