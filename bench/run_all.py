@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import app as app_bench  # noqa: E402
 import coreset  # noqa: E402
 import inference  # noqa: E402
+import leaderboard  # noqa: E402
 import patchcore_train  # noqa: E402
 import rest  # noqa: E402
 import stock  # noqa: E402
@@ -45,6 +46,7 @@ def main() -> None:
     rows += app_bench.measure(5 if args.quick else 20)
     rows += rest.measure(5 if args.quick else 20)
     rows += video.measure(60 if args.quick else 150, 1 if args.quick else 3)
+    rows += leaderboard.measure(1000, 2 if args.quick else 5)
     target_s = patchcore_train.TARGET_S
     timing = patchcore_train.measure_time(patchcore_train.parse_args(["--fraction", "0.01" if args.quick else "0.03"]))
     fast, exact, anomalib_s = (timing["train_s"][m] for m in ("fast", "exact", "anomalib"))

@@ -475,6 +475,17 @@ def test_benchmark_runs_through_the_app_and_its_results_can_be_browsed(app_serve
     assert shown["headers"][:3] == ["mode", "model", "backbone"] and shown["data"][0][1] == "padim"
     with pytest.raises(AppError, match="not in the list of choices|Only files of the benchmark results"):
         client.predict("/etc/passwd", api_name="/benchmark_result")
+    # the run is on the leaderboard (issue 21), with how its thresholds were chosen (the worker records it)
+    outputs = client.predict("folder", "image_AUROC", [], [], api_name="/leaderboard")
+    board = outputs[4].get("value", outputs[4])
+    ours = [dict(zip(board["headers"], values)) for values in board["data"]]
+    (mine,) = [r for r in ours if r["benchmark"] == "results/folder"]
+    assert mine["model"] == "padim" and mine["parts"] == pytest.approx(row[3], abs=0.01)
+    assert mine["thresholds"] == "validation normals, 5 % false alarms" and mine["image size"] == "64"
+    exported = client.predict("folder", "image_AUROC", [], [], api_name="/leaderboard_export")
+    assert sorted(Path(str(f)).suffix for f in exported) == [".csv", ".md", ".tex"]
+    markdown = next(Path(str(f)) for f in exported if str(f).endswith(".md")).read_text()
+    assert "| padim | results/folder | **" in markdown
 
 
 @pytest.mark.slow

@@ -138,3 +138,81 @@ def test_a_flagged_image_shows_a_region_and_training_shows_the_histogram(browser
     histogram = _picture(page, "#val-histogram")
     assert histogram.shape[0] > 200 and histogram.std() > 10  # a drawn chart, not a blank
     page.screenshot(path=str(SCREENSHOTS / "training_histogram.png"), full_page=True)
+
+
+GRID_ROWS = """(id) => Array.from(document.querySelectorAll(`#${id} [role=row]`)).map(r =>
+  Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim())).filter(r => r.length)"""
+GRID_HEADERS = "(id) => Array.from(document.querySelectorAll(`#${id} [role=columnheader]`)).map(h => h.title)"
+
+
+def _grid(page, element_id: str) -> list[dict[str, str]]:
+    """The rows a Gradio dataframe shows, as {column: text}."""
+    headers = page.evaluate(GRID_HEADERS, element_id)
+    return [dict(zip(headers, row)) for row in page.evaluate(GRID_ROWS, element_id)]
+
+
+def _choose(page, dropdown: str, option: str) -> None:
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_benchmark_tab_opens_on_the_leaderboard(browser_page):
+    """Issue 21: with no click, the study's MVTec image AUROC table and the runs in docs/benchmark; VisA shows
+    the study's wrong CFA average flagged; a cell fills the run form."""
+    import json
+
+    from iadbe.benchmark.study import study_tables
+
+    server, page = browser_page
+    page.goto(server.url)
+    page.get_by_role("tab", name="Benchmark", exact=True).click()
+    page.locator("#leaderboard [role=gridcell]").first.wait_for()
+    page.locator("#lb-runs [role=gridcell]").first.wait_for()
+
+    table = study_tables()["tables"]["mvtec/image_AUROC"]
+    headers = page.evaluate(GRID_HEADERS, "leaderboard")
+    assert headers[:5] == ["model", "benchmark", "Average", "printed average", "categories"]
+    assert headers[5:20] == table["categories"] and len(table["categories"]) == 15
+    rows = _grid(page, "leaderboard")
+    assert len(rows) == 16 and {r["model"] for r in rows} == set(table["rows"])
+    for row in rows:  # the study's numbers as printed, two decimals
+        values = table["rows"][row["model"]]["values"]
+        assert [row[c] for c in table["categories"]] == ["-" if values[c] is None else f"{values[c]:.2f}"
+                                                         for c in table["categories"]]
+    best = page.locator('#leaderboard [role=gridcell][data-col="5"]').evaluate_all(
+        "cells => cells.filter(c => c.style.fontWeight === 'bold').map(c => c.innerText.trim())")
+    assert best == [f"{max(r['values']['screw'] for r in table['rows'].values() if r['values']['screw']):.2f}"]
+
+    docs = PROJECT / "docs" / "benchmark"
+    shipped = {(f"docs/benchmark/{p.parent.parent.name}", json.loads(p.read_text())["model"])
+               for p in docs.glob("*/runs/*.json")}
+    runs = _grid(page, "lb-runs")
+    shown = {(r["benchmark"], r["model"]) for r in runs if r["benchmark"].startswith("docs/benchmark/")}
+    assert {b for b, _ in shipped} >= {"docs/benchmark/tire", "docs/benchmark/tire_all"}
+    visible = [r for r in runs if r["benchmark"].startswith("docs/benchmark/")]
+    assert shown and shown <= shipped and all(r["categories"] == "tire" for r in visible)
+    assert {"docs/benchmark/tire", "docs/benchmark/tire_all"} <= {b for b, _ in shown}
+    assert page.locator("#result-file input").input_value().endswith(".md")  # the results browser, filled
+    page.screenshot(path=str(SCREENSHOTS / "benchmark_leaderboard.png"), full_page=True)
+
+    began = time.perf_counter()
+    _choose(page, "lb-dataset", "visa")
+    page.wait_for_function("() => document.querySelector('#lb-summary').innerText.includes(', visa')")
+    page.wait_for_function("() => Array.from(document.querySelectorAll('#leaderboard [role=columnheader]'))"
+                           ".some(h => h.title === 'candle')")
+    print(f"leaderboard updated {time.perf_counter() - began:.2f} s after choosing VisA")
+    cfa = next(r for r in _grid(page, "leaderboard") if r["model"] == "cfa")
+    assert cfa["printed average"] == "75.32 ⚠ its rows give 64.70" and cfa["Average"] == "64.70"
+    assert "cfa: printed 75.32, its rows give 64.70" in page.locator("#lb-summary").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "benchmark_leaderboard_visa.png"))
+
+    row = page.locator("#leaderboard [role=row]", has=page.get_by_role("gridcell", name="cfa", exact=True)).first
+    row.locator('[role=gridcell][data-col="5"]').click()  # CFA's candle
+    page.wait_for_function("() => document.querySelector('#lb-picked').innerText.includes('Run form filled')")
+    assert page.locator("#bench-models textarea, #bench-models input").first.input_value() == "cfa"
+    assert page.locator("#bench-categories textarea, #bench-categories input").first.input_value() == "candle"
+    assert page.locator("#bench-dataset input").input_value() == "visa"
+
+    _choose(page, "result-file", next(str(p) for p in sorted(docs.rglob("results.csv"))))
+    page.locator("#result-table [role=columnheader]").first.wait_for()
+    assert page.evaluate(GRID_HEADERS, "result-table")[:3] == ["mode", "model", "backbone"]  # not "1 2 3"

@@ -1,44 +1,71 @@
-"""Benchmark tab: run the benchmark engine (``iadbe.benchmark``) and browse stored results.
+"""Benchmark tab: the leaderboard (the study's tables and IADBE's runs, shown on opening), the benchmark
+engine's form, and the results browser.
 
-The engine is imported inside the handlers (it imports the training stack when it runs).
+The tables, averages, flags and exports come from :mod:`iadbe.benchmark.leaderboard`; this module only
+turns the filters into its calls and its frames into components. The engine is imported inside the
+handlers (it imports the training stack when it runs).
+
+Which benchmark folders a visitor sees follows ``iadbe.workspaces``: the runs shipped in ``docs/benchmark``
+and the server's results folder for everyone; in shared mode (a public Space) the runs a visitor starts
+here go to their own workspace and only they see them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from iadbe import constants
-from iadbe.app.common import fail, minutes_cap, server_folder, user_errors
+from iadbe.app.common import fail, minutes_cap, request_dir, server_folder, user_errors, visitor_workspace
 from iadbe.data.kinds import KINDS
 
 STUDY_NOTE = """\
-### The IADBE study (reference)
+### Leaderboard: the IADBE study and the runs on this server
 
-The IADBE study benchmarked anomalib 1.x detectors with ResNet-18 / Wide-ResNet-50 backbones and
-selected checkpoints and thresholds **on the test set**, so its numbers are upper bounds. IADBE's runs fit
-thresholds on validation data only and score the whole test set. Each run is its own process; running
-the same benchmark again skips finished runs. Its tables are stored in the package
-(`iadbe/benchmark/study_tables.json`); the comparison below says where its printed averages are wrong.
+The IADBE study benchmarked anomalib 1.x detectors with ResNet-18 / Wide-ResNet-50 backbones and chose
+checkpoints and thresholds **on the test set**, so its numbers are upper bounds. IADBE's runs (rows with a
+benchmark name) fit thresholds on validation data only and score the whole test set. Percent; the best per
+column is **bold and underlined**; cells run from red (50, chance for AUROC) to green (100). *Average* is the
+mean over the categories shown; *printed average* is the study's own (over all its categories), marked ⚠
+where its rows do not give it.
+Click a column header to sort, a cell to fill the run form below with its model, dataset and category.
 """
 RESULT_SUFFIXES = {".csv", ".json", ".md", ".tex", ".txt", ".png"}
 DATASETS = list(KINDS)
+#: Where each dataset kind lies under the server's data folder (``constants.SHARED_DATA``).
+DATASET_FOLDERS = {"mvtec3d": "mvtec_3d", "mvtec": "mvtec_ad", "visa": "visa", "kolektor": "kolektorsdd",
+                   "btech": "btech"}
+#: Rows of the table drawn as per-category bars (the plot is read, not scrolled).
+BAR_ROWS = 4
 
 
-def result_roots() -> list[Path]:
-    """Folders the results browser may read (and nothing outside them)."""
+def result_roots(workspace: Any = None) -> dict[str, Path]:
+    """The benchmark folders a visitor may read, by label (and nothing outside them): the runs shipped with
+    the project, the server's results folder and, in shared mode, the visitor's own."""
     from iadbe.benchmark import RESULTS_DIR
 
-    roots = [Path(RESULTS_DIR), constants.PROJECT_DIR / "docs" / "benchmark"]
-    return [root for root in roots if root.is_dir()]
+    roots = {"docs/benchmark": constants.PROJECT_DIR / "docs" / "benchmark", "results": Path(RESULTS_DIR)}
+    if workspace is not None and workspace.private:
+        roots["your runs"] = own_results(workspace)
+    return {label: root for label, root in roots.items() if root.is_dir()}
+
+
+def own_results(workspace: Any) -> Path:
+    """Where the runs started here are written: the visitor's workspace in shared mode, else the server's
+    results folder (as ``iadbe benchmark`` writes)."""
+    from iadbe.benchmark import RESULTS_DIR
+
+    return workspace.root / "benchmark" if workspace is not None and workspace.private else Path(RESULTS_DIR)
 
 
 @user_errors
 def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_size: Any,
                   max_train_images: Any, max_train_minutes: Any = 0,
-                  progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+                  progress: gr.Progress = gr.Progress(),  # noqa: B008
+                  request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> tuple:
     """``/benchmark``: run (or resume) models x categories; returns (rows, markdown report, plot, comparison)."""
     from iadbe import benchmark
     from iadbe.app.startup import import_heavy_libraries
@@ -58,9 +85,10 @@ def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_s
     size = int(image_size or 256)
     limit = int(max_train_images or 0) or None
     time_cap = minutes_cap(max_train_minutes)
+    workspace = visitor_workspace(request, profile)
     result = benchmark.run_benchmark(names, kind, folder, split_names(categories) or None, image_size=size,
                                      max_train_images=limit, max_train_minutes=time_cap,
-                                     out=Path(benchmark.RESULTS_DIR) / kind,
+                                     out=own_results(workspace) / kind,
                                      progress=lambda fraction, message: progress(fraction, desc=message))
     return _result_views(result.out, kind)
 
@@ -81,64 +109,249 @@ def _result_views(out: Path, kind: str) -> tuple:
     return table, report, str(plot) if plot.is_file() else None, comparison
 
 
+# --------------------------------------------------------------------------- leaderboard
+def _board(request: Any, profile: Any) -> Any:
+    from iadbe.benchmark.leaderboard import load_leaderboard
+
+    return load_leaderboard(result_roots(visitor_workspace(request, profile)))
+
+
+def _choose(board: Any, dataset: Any, metric: Any, models: Any, categories: Any) -> tuple:
+    """The filters made consistent with what the board has (a dataset without the metric gets its first)."""
+    datasets = board.datasets()
+    dataset = dataset if dataset in datasets else datasets[0]
+    metrics = board.metrics(dataset)
+    metric = metric if metric in metrics else metrics[0]
+    model_choices, category_choices = board.models(dataset, metric), board.categories(dataset, metric)
+    models = [m for m in (models or []) if m in model_choices]
+    categories = [c for c in (categories or []) if c in category_choices]
+    return datasets, dataset, metrics, metric, model_choices, models, category_choices, categories
+
+
+def _summary(view: Any, runs: Any) -> str:
+    from iadbe.benchmark.leaderboard import TITLES
+
+    study = int(view.is_study().sum())
+    parts = [f"**{TITLES.get(view.metric, view.metric)}, {view.dataset}**: {study} study rows, "
+             f"{len(view.table) - study} IADBE rows, {len(view.categories)} categories."]
+    if view.metric.endswith("pixel_AUPRO"):
+        parts.append("The study's PRO is on another scale than IADBE's (e.g. 12.31 for PaDiM on tire beside a pixel "
+                     "AUROC of 95.22): compare rankings, not numbers.")
+    flagged = view.flagged()
+    if flagged:
+        parts.append("The study's printed averages that its own rows do not give: " + "; ".join(flagged) + ".")
+    parts.append(f"IADBE runs below: {len(runs)} (every dataset; the model and category filters apply).")
+    return " ".join(parts)
+
+
 @user_errors
-def list_results() -> Any:
+def leaderboard(dataset: Any, metric: Any, models: Any, categories: Any, request: gr.Request = None,
+                profile: gr.OAuthProfile | None = None) -> tuple:
+    """``/leaderboard``: the filters' choices, the leaderboard, its summary, the runs table and three plots."""
+    from iadbe.benchmark.leaderboard import TITLES, best_in_columns, table_cells
+
+    board = _board(request, profile)
+    datasets, dataset, metrics, metric, model_choices, models, category_choices, categories = _choose(
+        board, dataset, metric, models, categories)
+    view = board.view(dataset, metric, models, categories)
+    runs = board.runs(models, categories)
+    low = 0.0 if metric.endswith("F1") else 50.0
+    run_values = ["image AUROC", "study image AUROC", "pixel AUROC", "PRO", "F1 calibrated", "F1 oracle"]
+    return (gr.update(choices=datasets, value=dataset),
+            gr.update(choices=[(TITLES.get(m, m), m) for m in metrics], value=metric),
+            gr.update(choices=model_choices, value=models), gr.update(choices=category_choices, value=categories),
+            table_cells(view.table, view.value_columns, view.best(), low=low),
+            _summary(view, runs),
+            table_cells(runs, run_values, best_in_columns(runs, run_values)),
+            board.auroc_vs_time(dataset), view.per_category(BAR_ROWS), board.ours_against_study(dataset, metric, models))
+
+
+@user_errors
+def export_leaderboard(dataset: Any, metric: Any, models: Any, categories: Any, request: gr.Request = None,
+                       profile: gr.OAuthProfile | None = None) -> list[str]:
+    """``/leaderboard_export``: the filtered table as CSV, Markdown and LaTeX files."""
+    board = _board(request, profile)
+    _, dataset, _, metric, _, models, _, categories = _choose(board, dataset, metric, models, categories)
+    files = board.view(dataset, metric, models, categories).write(request_dir("leaderboard"),
+                                                                  stem=f"leaderboard_{dataset}_{metric}")
+    return [str(files[kind]) for kind in ("csv", "md", "tex")]
+
+
+def _form_root(kind: str) -> str:
+    folder = DATASET_FOLDERS.get(kind)
+    return str(constants.SHARED_DATA / folder) if folder else ""
+
+
+@user_errors
+def pick_cell(table: Any, dataset: Any, evt: gr.SelectData) -> tuple:
+    """A cell of the leaderboard or the runs table -> the run form filled with its model, dataset and
+    category (every category of the row when the cell is not a category's)."""
+    columns = [str(c) for c in getattr(table, "columns", [])]
+    row = list(evt.row_value or [])
+    if not columns or len(row) != len(columns):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
+    values = dict(zip(columns, row))
+    column = columns[evt.index[1]] if isinstance(evt.index, (list, tuple)) else ""
+    kind = str(values.get("dataset") or dataset or "")
+    if "categories" in values and "benchmark" in values and "dataset" in values:  # the runs table
+        category = ",".join(c.strip() for c in str(values["categories"]).split(",")) \
+            if not str(values["categories"]).endswith(" categories") else ""
+    else:
+        from iadbe.benchmark.leaderboard import INFO_COLUMNS
+
+        info = {"benchmark", "model", "Average", "categories", "printed average", *INFO_COLUMNS}
+        category = "" if column in info else column
+    model = str(values.get("model") or "")
+    size = str(values.get("image size") or "")
+    form_kind = kind if kind in DATASETS else "folder"
+    root = _form_root(kind)
+    where = f"{category} of {kind}" if category else f"every category of {kind}"
+    note = f"Run form filled: **{model}** on {where}. Press **Run benchmark** to start."
+    if not root or not Path(root).is_dir():
+        note += (f" {kind} is not among this server's data folders ({constants.SHARED_DATA}): type the folder it "
+                 "lies in.")
+    return (model, form_kind, root, category, int(size) if size.isdigit() else gr.skip(), note)
+
+
+# --------------------------------------------------------------------------- results browser
+@user_errors
+def list_results(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> Any:
     """``/benchmark_results``: the result files found (csv, json, md, png ...)."""
-    files = [str(p) for root in result_roots() for p in sorted(root.rglob("*"))
+    roots = result_roots(visitor_workspace(request, profile))
+    files = [str(p) for root in roots.values() for p in sorted(root.rglob("*"))
              if p.is_file() and p.suffix.lower() in RESULT_SUFFIXES]
-    return gr.update(choices=files, value=files[0] if files else None)
+    first = next((f for f in files if f.endswith("results.md")), files[0] if files else None)
+    return gr.update(choices=files, value=first)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(data, dict):
+        return [pair for key, value in data.items() for pair in _flatten(value, f"{prefix}{key}.")]
+    text = json.dumps(data) if isinstance(data, list) else str(data)
+    return [(prefix.rstrip("."), text[:300])]
 
 
 @user_errors
-def show_result(path: Any) -> tuple:
-    """``/benchmark_result``: one result file as (table, text, image)."""
+def show_result(path: Any, request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> tuple:
+    """``/benchmark_result``: one result file as (table, text, image); the table has the file's own column
+    names (a CSV's header; "field" and "value" for a JSON record) and is hidden for other files."""
+    import pandas as pd
+
+    hidden = gr.update(value=None, visible=False)
     if not path:
-        return gr.update(value=[]), "", None
+        return hidden, "", None
     file = Path(str(path)).resolve()
-    if not any(file.is_relative_to(root.resolve()) for root in result_roots()) or not file.is_file():
+    roots = result_roots(visitor_workspace(request, profile)).values()
+    if not any(file.is_relative_to(root.resolve()) for root in roots) or not file.is_file():
         raise fail("Only files of the benchmark results folders can be shown.")
-    if file.suffix.lower() in {".png", ".jpg"}:
-        return gr.update(value=[]), "", str(file)
-    if file.suffix.lower() == ".csv":
+    suffix = file.suffix.lower()
+    if suffix in {".png", ".jpg"}:
+        return hidden, "", str(file)
+    if suffix == ".csv":
         import csv
 
         with file.open(newline="", encoding="utf-8") as handle:
             lines = list(csv.reader(handle))
         if not lines:
-            return gr.update(value=[]), "(empty file)", None
-        import pandas as pd
+            return hidden, "(empty file)", None
+        return gr.update(value=pd.DataFrame(lines[1:], columns=lines[0]), visible=True), "", None
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if suffix == ".json":
+        try:
+            pairs = _flatten(json.loads(text))
+        except ValueError:
+            pairs = []
+        if pairs:
+            return gr.update(value=pd.DataFrame(pairs, columns=["field", "value"]), visible=True), "", None
+    return hidden, text[:100_000], None
 
-        return pd.DataFrame(lines[1:], columns=lines[0]), "", None
-    return gr.update(value=[]), file.read_text(encoding="utf-8", errors="replace")[:100_000], None
 
+# --------------------------------------------------------------------------- layout
+def build() -> dict[str, Any]:
+    """The Benchmark tab's components (inside an open ``gr.Tab``); :func:`on_load` fills them."""
+    from iadbe.benchmark.leaderboard import TITLES
 
-def build() -> None:
-    """The Benchmark tab's components (inside an open ``gr.Tab``)."""
     gr.Markdown(STUDY_NOTE)
+    # the choices depend on the results found when a page opens (on_load); any value is accepted here and
+    # the handler keeps only what the board has
     with gr.Row():
-        models = gr.Textbox(value="padim, patchcore", label="models (comma separated)")
-        dataset = gr.Dropdown(DATASETS, value="mvtec3d", label="dataset kind")
-        root = gr.Textbox(value=str(constants.SHARED_DATA / "mvtec_3d"), label="dataset root on the server")
-        categories = gr.Textbox(label="categories (comma separated; empty = all)")
+        dataset_filter = gr.Dropdown(label="dataset", choices=["mvtec"], value="mvtec", allow_custom_value=True,
+                                     elem_id="lb-dataset", scale=1)
+        metric_filter = gr.Dropdown(label="metric", choices=[(TITLES["image_AUROC"], "image_AUROC")],
+                                    value="image_AUROC", allow_custom_value=True, elem_id="lb-metric", scale=2)
+        model_filter = gr.Dropdown(label="models (empty = all)", choices=[], multiselect=True, allow_custom_value=True,
+                                   elem_id="lb-models", scale=2)
+        category_filter = gr.Dropdown(label="categories (empty = all)", choices=[], multiselect=True,
+                                      allow_custom_value=True, elem_id="lb-categories", scale=2)
+    summary = gr.Markdown(elem_id="lb-summary")
+    board = gr.Dataframe(label="leaderboard", interactive=False, elem_id="leaderboard", max_height=720,
+                         pinned_columns=2, wrap=False)
     with gr.Row():
-        image_size = gr.Slider(64, 512, value=256, step=32, label="image size")
+        export = gr.Button("Export this table (CSV, Markdown, LaTeX)", scale=0, min_width=320)
+        exported = gr.File(label="exported", file_count="multiple", interactive=False, scale=3, height=120)
+    with gr.Row():
+        time_plot = gr.ScatterPlot(x="log10 training s", y="image AUROC", color="source",
+                                   tooltip=["model", "source", "image AUROC", "training s per category"],
+                                   title="Image AUROC against training time (per category)",
+                                   x_title="training time per category, log10 seconds", elem_id="lb-time-plot")
+        ours_plot = gr.BarPlot(x="bar", y="value", color="source", title="Our runs against the study, per model "
+                               "(same categories)", x_label_angle=-45, sort=None, elem_id="lb-ours-plot")
+    category_plot = gr.BarPlot(x="bar", y="value", color="entry", x_label_angle=-60, sort=None,
+                               title=f"Per category (the table's first {BAR_ROWS} rows)", elem_id="lb-category-plot")
+    gr.Markdown("#### IADBE runs, by benchmark")
+    runs = gr.Dataframe(label="runs", interactive=False, elem_id="lb-runs", max_height=420, wrap=False)
+
+    gr.Markdown("#### Run a benchmark")
+    picked = gr.Markdown(elem_id="lb-picked")
+    with gr.Row():
+        models = gr.Textbox(value="padim, patchcore", label="models (comma separated)", elem_id="bench-models")
+        dataset = gr.Dropdown(DATASETS, value="mvtec3d", label="dataset kind", elem_id="bench-dataset")
+        root = gr.Textbox(value=str(constants.SHARED_DATA / "mvtec_3d"), label="dataset root on the server",
+                          elem_id="bench-root")
+        categories = gr.Textbox(label="categories (comma separated; empty = all)", elem_id="bench-categories")
+    with gr.Row():
+        image_size = gr.Slider(64, 512, value=256, step=32, label="image size", elem_id="bench-size")
         max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
         max_minutes = gr.Number(value=0, minimum=0, label="max training minutes per model (0 = no limit)")
         start = gr.Button("Run benchmark", variant="primary")
     table = gr.Dataframe(headers=["model", "category", "backbone", "image AUROC", "pixel AUROC", "PRO",
-                                  "training s", "OpenVINO ms"], label="results", interactive=False)
+                                  "training s", "OpenVINO ms"], label="results of this run", interactive=False)
     with gr.Row():
         plot = gr.Image(label="image AUROC vs training time", interactive=False)
-        comparison = gr.Textbox(label="compared with the study", lines=12)
+        comparison = gr.Textbox(label="compared with the study", lines=12,
+                                placeholder="After a run: each of its numbers beside the study's.")
     report = gr.Markdown()
-    start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train, max_minutes],
-                [table, report, plot, comparison], api_name="benchmark", concurrency_limit=1, concurrency_id="train")
+
     gr.Markdown("#### Results browser")
     with gr.Row():
-        files = gr.Dropdown(label="result file", choices=[], scale=4)
+        files = gr.Dropdown(label="result file", choices=[], scale=4, elem_id="result-file")
         refresh = gr.Button("↻", scale=0, min_width=60)
-    shown_table = gr.Dataframe(label="table", interactive=False)
+    shown_table = gr.Dataframe(label="table", interactive=False, visible=False, elem_id="result-table")
     shown_text = gr.Textbox(lines=10, label="file")
     shown_image = gr.Image(label="plot", interactive=False)
+
+    filters = [dataset_filter, metric_filter, model_filter, category_filter]
+    views = [*filters, board, summary, runs, time_plot, category_plot, ours_plot]
+    # private events still take an API name (the function's by default): named here, so that the page's
+    # opening event keeps the public name /leaderboard
+    for component, name in zip(filters, ("dataset", "metric", "models", "categories")):
+        component.input(leaderboard, filters, views, api_name=f"leaderboard_by_{name}", api_visibility="private",
+                        show_progress="minimal")
+    export.click(export_leaderboard, filters, exported, api_name="leaderboard_export")
+    form = [models, dataset, root, categories, image_size, picked]
+    board.select(pick_cell, [board, dataset_filter], form, api_visibility="private")
+    runs.select(pick_cell, [runs, dataset_filter], form, api_visibility="private")
+    start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train, max_minutes],
+                [table, report, plot, comparison], api_name="benchmark", concurrency_limit=1, concurrency_id="train"
+                ).then(leaderboard, filters, views, api_name="leaderboard_after_run", api_visibility="private",
+                       show_progress="hidden")
     refresh.click(list_results, None, files, api_name="benchmark_results")
     files.change(show_result, files, [shown_table, shown_text, shown_image], api_name="benchmark_result")
+    return {"filters": filters, "views": views, "files": files, "shown": [shown_table, shown_text, shown_image]}
+
+
+def on_load(demo: gr.Blocks, parts: dict[str, Any]) -> None:
+    """Fill the tab when a page opens: the leaderboard (``/leaderboard``) and the results browser's list."""
+    demo.load(leaderboard, parts["filters"], parts["views"], api_name="leaderboard", show_progress="hidden")
+    demo.load(list_results, None, parts["files"], api_visibility="private", show_progress="hidden").then(
+        show_result, parts["files"], parts["shown"], api_visibility="private", show_progress="hidden")

@@ -2,9 +2,9 @@
 
 API endpoints (``gradio_client``), all with stable names: ``/predict``, ``/rerender``, ``/predict_batch``,
 ``/compare``, ``/predict_video``, ``/cancel_video``, ``/live`` (camera frames), ``/inspect``, ``/train``, ``/cancel``, ``/push``, ``/models``, ``/models_all``, ``/benchmark``,
-``/benchmark_results``, ``/benchmark_result``, ``/refresh_models``, ``/status`` (the demo model's build),
-``/delete_model``, ``/delete_data`` and ``/workspace``. Plain HTTP routes beside them: ``iadbe/app/rest.py``
-(``/api/v1/...``).
+``/benchmark_results``, ``/benchmark_result``, ``/leaderboard``, ``/leaderboard_export``, ``/refresh_models``,
+``/status`` (the demo model's build), ``/delete_model``, ``/delete_data`` and ``/workspace``. Plain HTTP routes
+beside them: ``iadbe/app/rest.py`` (``/api/v1/...``).
 
 In shared mode (a public Space) every handler that lists or uses models asks ``common.visitor_workspace``
 whose request it is: the visitor sees the shared models plus their own. A "Sign in with Hugging Face"
@@ -98,7 +98,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Models"):
             models = models_tab.build()
         with gr.Tab("Benchmark"):
-            benchmark_tab.build()
+            benchmark = benchmark_tab.build()
 
         dropdowns = [inference["model"], inference["compare_models"], training["push_model"], training["own_model"]]
         inference["refresh"].click(refresh_models, dropdowns, dropdowns, api_name="refresh_models")
@@ -117,4 +117,5 @@ def build_app() -> gr.Blocks:
         demo.load(models_tab.catalog_rows, None, models["catalog"], api_visibility="private", show_progress="hidden")
         demo.load(models_tab.cached_detector_rows, None, models["detectors"], api_visibility="private",
                   show_progress="hidden")
+        benchmark_tab.on_load(demo, benchmark)
     return demo

@@ -148,6 +148,11 @@ def markdown_table(rows: Sequence[dict[str, Any]], metric: str, mode: str = "per
     return "\n".join(lines)
 
 
+def latex_escape(text: str) -> str:
+    """``text`` safe in a LaTeX table cell (underscores, percent and ampersand escaped)."""
+    return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+
 def latex_table(rows: Sequence[dict[str, Any]], metric: str, mode: str = "per_category") -> str:
     """The same table as :func:`markdown_table` as a booktabs LaTeX tabular."""
     from iadbe.models import get_spec
@@ -157,9 +162,8 @@ def latex_table(rows: Sequence[dict[str, Any]], metric: str, mode: str = "per_ca
         return ""
     avgs = averages(models, categories, cells)
     best = best_per_column(models, _columns(models, categories, cells, avgs))
-    escape = lambda text: text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
     lines = [r"\begin{tabular}{l" + "r" * (len(categories) + 1) + "}", r"\toprule",
-             "Model & " + " & ".join(escape(c) for c in categories) + r" & Average \\", r"\midrule"]
+             "Model & " + " & ".join(latex_escape(c) for c in categories) + r" & Average \\", r"\midrule"]
     for model in models:
         parts = []
         for category in categories:
@@ -169,7 +173,7 @@ def latex_table(rows: Sequence[dict[str, Any]], metric: str, mode: str = "per_ca
         avg, count = avgs.get(model, (math.nan, 0))
         text = "--" if count == 0 else f"{100 * avg:.2f}"
         parts.append(rf"\textbf{{{text}}}" if model in best.get("Average", ()) else text)
-        lines.append(escape(get_spec(model).display_name) + " & " + " & ".join(parts) + r" \\")
+        lines.append(latex_escape(get_spec(model).display_name) + " & " + " & ".join(parts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
 

@@ -2,7 +2,8 @@
 
 ``study_tables.json`` (next to this file) holds every per-category table of the study's slides
 (``shared/reference/iadbe_study_slides.txt``): MVTec AD / VisA / MVTec 3D-AD image AUROC, pixel AUROC
-and PRO, Kolektor, and the multi-class unified table, plus the per-dataset time/AUROC summary. It was
+and PRO, Kolektor, the multi-class unified table and the Cardboard image F1 row (anomalib models beside
+YOLO detectors; its F1 thresholds were chosen on the test set), plus the per-dataset time/AUROC summary. It was
 made by :func:`parse_study_text`; ``tests/test_benchmark_study.py`` re-parses the text and checks the
 file still matches.
 
@@ -41,6 +42,7 @@ SECTIONS = {
     "Kolektor Image Level AUROC": ("kolektor", "image_AUROC"),
     "Kolektor Pixel Level AUROC": ("kolektor", "pixel_AUROC"),
     "Kolektor Pixel Level PRO": ("kolektor", "pixel_AUPRO"),
+    "Custom dataset cardboard (Anomalib vs YOLO)": ("cardboard", "image_F1"),
 }
 _NOT_CATEGORIES = {"Average", "Source", "Chosen"}
 _SUMMARY_HEADER = "Model\tBTech Time"
@@ -84,7 +86,7 @@ def _parse_category_table(rows: list[list[str]]) -> dict[str, Any]:
     if header[0] == "" or header[0] == "Model":
         header = header[1:]
     body = rows[1:]
-    transposed = len(body) == 1 and body[0][0].strip() in ("Kolektor",)  # one category, models as columns
+    transposed = len(body) == 1 and body[0][0].strip() in ("Kolektor", "Cardboard")  # one category, models as columns
     if transposed:
         category = body[0][0].strip()
         values = [_value(c) for c in body[0][1:]]

@@ -126,6 +126,8 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
         "test_counts": result.meta.get("test_counts"), "train_images": result.meta.get("train_images"),
         "validation": result.meta.get("validation"), "training_time_s": round(result.training_time_s, 3),
         "epochs_trained": result.meta.get("epochs_trained"), "max_train_minutes": spec.max_train_minutes,
+        "thresholds": {key: (result.meta.get("calibration") or {}).get(key)
+                       for key in ("rule", "false_alarm_rate", "pixel_false_alarm_rate")},
     }
     model = load_model(result.model_dir, backend="torch")
     if spec.mode == "unified":
