@@ -92,15 +92,15 @@ def in_process(results: Path, rounds: int) -> tuple[float, float]:
     """(first load s, median filter change s) of the handler's library part, in this process."""
     import gradio as gr
 
-    from iadbe.benchmark import leaderboard
+    from iadbe.benchmark import leaderboard, leaderboard_view
 
     def handler(dataset, metric, models, categories):
         board = leaderboard.load_leaderboard({"results": results})
         view = board.view(dataset, metric, models, categories)
         runs = board.runs(models, categories)
         frame = gr.Dataframe(interactive=False)
-        frame.postprocess(leaderboard.table_cells(view.table, view.value_columns, view.best()))
-        frame.postprocess(leaderboard.table_cells(runs, ["image AUROC"], leaderboard.best_in_columns(runs, ["image AUROC"])))
+        frame.postprocess(leaderboard_view.table_cells(view.table, view.value_columns, view.best()))
+        frame.postprocess(leaderboard_view.table_cells(runs, ["image AUROC"], leaderboard_view.best_in_columns(runs, ["image AUROC"])))
         board.auroc_vs_time(dataset), view.per_category(), board.ours_against_study(dataset, metric, models)
 
     started = time.perf_counter()

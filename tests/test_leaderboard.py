@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from iadbe.benchmark.leaderboard import STUDY, load_leaderboard, thresholds_used
+from iadbe.benchmark.leaderboard import STUDY, load_leaderboard
+from iadbe.benchmark.leaderboard_cells import thresholds_used
 from iadbe.benchmark.runs import write_record
 from iadbe.benchmark.study import study_tables
 
@@ -164,7 +165,7 @@ def test_the_board_rereads_only_changed_benchmarks(tmp_path, monkeypatch):
 
 
 def test_shown_cells_are_coloured_by_value_and_the_best_marked():
-    from iadbe.benchmark.leaderboard import BEST_STYLE, table_cells
+    from iadbe.benchmark.leaderboard_view import BEST_STYLE, table_cells
 
     view = load_leaderboard({}).view("mvtec3d", "image_AUROC", models=["padim", "cfa"], categories=["tire"])
     shown = table_cells(view.table, view.value_columns, view.best())

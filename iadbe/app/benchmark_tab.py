@@ -148,7 +148,7 @@ def _summary(view: Any, runs: Any) -> str:
 def leaderboard(dataset: Any, metric: Any, models: Any, categories: Any, request: gr.Request = None,
                 profile: gr.OAuthProfile | None = None) -> tuple:
     """``/leaderboard``: the filters' choices, the leaderboard, its summary, the runs table and three plots."""
-    from iadbe.benchmark.leaderboard import TITLES, best_in_columns, table_cells
+    from iadbe.benchmark.leaderboard_view import TITLES, best_in_columns, table_cells
 
     board = _board(request, profile)
     datasets, dataset, metrics, metric, model_choices, models, category_choices, categories = _choose(
