@@ -53,6 +53,12 @@ def main() -> None:
     rows.append(("PatchCore training, 200 images, defaults: <= 60 s",
                  f"{fast:.1f} s (exact greedy {exact:.0f} s, anomalib {anomalib_s:.0f} s*)",
                  f"{target_s:.0f} s", target_s / fast, fast <= target_s))
+    thousand = patchcore_train.measure_thousand(patchcore_train.parse_args(["--thousand"]))
+    limit_s, limit_gb = patchcore_train.THOUSAND_TARGET_S, patchcore_train.THOUSAND_MEMORY_GB
+    rows.append(("PatchCore training, 1,000 images, defaults: <= 300 s, < 4 GB",
+                 f"{thousand['train_s']:.1f} s, {thousand['peak_gb']:.2f} GB peak (load {thousand['load'][0]:.0f})",
+                 f"{limit_s:.0f} s, {limit_gb:.0f} GB", min(limit_s / thousand["train_s"], limit_gb / thousand["peak_gb"]),
+                 thousand["train_s"] <= limit_s and thousand["peak_gb"] < limit_gb))
     print(f"{'target':<72} {'measured':<44} {'reference':<22} {'ratio':>6}  result")
     for target, measured, reference, ratio, passed in rows:
         print(f"{target:<72} {measured:<44} {reference:<22} {ratio:6.2f}  {app_bench.verdict(passed)}")

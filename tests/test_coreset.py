@@ -121,6 +121,23 @@ def test_batched_greedy_covers_like_the_sequential_one(n: int, dims: int, cluste
     assert covering_radius(features, fast) == pytest.approx(fast_radius, rel=1e-3)
 
 
+@pytest.mark.parametrize(("n", "dims", "clusters", "size", "candidates"),
+                         [(3000, 24, 12, 300, 16), (2500, 64, 1, 250, 64), (4000, 8, 40, 500, 32)])
+def test_batched_greedy_picks_a_farthest_point_at_every_step(n: int, dims: int, clusters: int, size: int,
+                                                             candidates: int) -> None:
+    """The passes bring only the largest distance bounds up to date (lazily); every pick must still be a
+    farthest point from the ones before it, checked in float64 (to RTOL_STEP: no CPU's float32 rounding
+    decides the outcome). Few candidates per pass, so that many passes and stale bounds are exercised."""
+    from iadbe.models.coreset import batched_k_center_greedy
+
+    features = _clustered(n, dims, clusters, seed=3 * n + dims)
+    chosen = batched_k_center_greedy(features, size, first=5, candidates=candidates)
+    assert len(chosen) == len(set(chosen)) == size and chosen[0] == 5
+    picked, radii = _exact_steps(features, chosen)
+    for step, (distance, radius) in enumerate(zip(picked, radii)):
+        assert distance >= radius * (1 - RTOL_STEP), f"step {step + 1} picked {distance}, the farthest is {radius}"
+
+
 def test_batched_greedy_reports_progress_to_the_end() -> None:
     from iadbe.models.coreset import batched_k_center_greedy
 
@@ -162,3 +179,59 @@ def test_coreset_method_is_a_recorded_setting() -> None:
         resolve_config("patchcore", "tf_efficientnet_lite0", coreset_methd="exact")
     with pytest.raises(SettingsError, match="coreset_method must be one of 'fast', 'exact', 'anomalib'"):
         resolve_config("patchcore", "tf_efficientnet_lite0", coreset_method="greedy")
+
+
+def test_fast_method_selects_from_a_seeded_sample_above_the_limit() -> None:
+    """Above ``max_patches`` the fast method runs the greedy on a random sample: the same sample and picks
+    for the same seed, another for another seed, every pick a row of the full embedding inside the
+    sample, and the picks a greedy k-center of the sample (pairwise at least the sample's covering radius
+    apart: at most twice the best radius for the sample)."""
+    from iadbe.models.coreset import batched_k_center_greedy, select_coreset
+
+    embedding = _clustered(6000, 16, 10, seed=9)
+    limit, size = 2000, 300
+    runs = []
+    for seed in (4, 4, 5):
+        torch.manual_seed(seed)
+        runs.append(select_coreset(embedding, size, "fast", max_patches=limit))
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    torch.manual_seed(4)
+    sample = torch.randperm(6000)[:limit].sort().values
+    first = int(torch.randint(high=limit, size=(1,)))
+    assert runs[0] == sample[batched_k_center_greedy(embedding[sample], size, first)].tolist()
+    assert len(set(runs[0])) == size and set(runs[0]) <= set(sample.tolist())
+    radius, separation = _radius_and_separation(embedding[sample], [int(i) for i in
+                                                                    torch.searchsorted(sample, torch.tensor(runs[0]))])
+    assert separation >= radius * 0.999
+
+
+def test_fast_method_uses_every_patch_up_to_the_limit() -> None:
+    """At or below the limit nothing is sampled: the picks are the greedy's over all patches. A limit
+    under twice the coreset size samples twice the coreset size."""
+    from iadbe.models.coreset import batched_k_center_greedy, select_coreset
+
+    embedding = _clustered(3000, 16, 8, seed=10)
+    picks = []
+    for limit in (None, 3000, 10**9):
+        torch.manual_seed(2)
+        picks.append(select_coreset(embedding, 200, "fast", max_patches=limit))
+    assert picks[0] == picks[1] == picks[2]
+    torch.manual_seed(2)
+    small = select_coreset(embedding, 200, "fast", max_patches=100)
+    torch.manual_seed(2)
+    sample = torch.randperm(3000)[:400].sort().values
+    first = int(torch.randint(high=400, size=(1,)))
+    assert small == sample[batched_k_center_greedy(embedding[sample], 200, first)].tolist()
+
+
+def test_coreset_limit_is_a_recorded_setting() -> None:
+    from iadbe.errors import SettingsError
+    from iadbe.models import resolve_config
+    from iadbe.models.coreset import DEFAULT_MAX_PATCHES
+
+    assert resolve_config("patchcore", "tf_efficientnet_lite0").extra["coreset_max_patches"] == DEFAULT_MAX_PATCHES
+    unlimited = resolve_config("patchcore", "tf_efficientnet_lite0", coreset_max_patches=None)
+    assert unlimited.to_dict()["extra"]["coreset_max_patches"] is None
+    for bad in (0, -5, 2.5, "many", True):
+        with pytest.raises(SettingsError, match="coreset_max_patches must be a positive whole number"):
+            resolve_config("patchcore", "tf_efficientnet_lite0", coreset_max_patches=bad)

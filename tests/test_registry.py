@@ -147,7 +147,7 @@ def test_unknown_setting_is_refused_naming_the_detectors_settings(tmp_path, caps
                  "--set", "coreset_ratio=0.04", "--out", str(tmp_path / "m")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "PatchCore has no setting 'coreset_ratio'; its settings: backbone, coreset_method, coreset_sampling_ratio, layers" in err
+    assert "PatchCore has no setting 'coreset_ratio'; its settings: backbone, coreset_max_patches, coreset_method, coreset_sampling_ratio, layers" in err
     assert "pre_trained" not in err and "pre_processor" not in err
 
 

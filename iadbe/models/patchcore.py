@@ -98,16 +98,18 @@ def patchcore_graph(model: Any, image_size: tuple[int, int]) -> Any:
 
 def iadbe_settings() -> dict[str, Any]:
     """The ``iadbe_settings`` hook: how the memory bank's coreset is selected."""
-    from iadbe.models.coreset import DEFAULT_METHOD
+    from iadbe.models.coreset import DEFAULT_MAX_PATCHES, DEFAULT_METHOD
 
-    return {"coreset_method": DEFAULT_METHOD}
+    return {"coreset_method": DEFAULT_METHOD, "coreset_max_patches": DEFAULT_MAX_PATCHES}
 
 
 def check_iadbe_settings(extra: dict[str, Any]) -> None:
-    from iadbe.models.coreset import check_method
+    from iadbe.models.coreset import check_max_patches, check_method
 
     if "coreset_method" in extra:
         check_method(extra["coreset_method"])
+    if "coreset_max_patches" in extra:
+        check_max_patches(extra["coreset_max_patches"])
 
 
 def after_build(torch_model: Any, extra: dict[str, Any]) -> None:
@@ -115,7 +117,7 @@ def after_build(torch_model: Any, extra: dict[str, Any]) -> None:
     before that setting existed used the exact greedy (no selection happens when they are rebuilt)."""
     from iadbe.models.coreset import install_fast_coreset
 
-    install_fast_coreset(torch_model, extra.get("coreset_method", "exact"))
+    install_fast_coreset(torch_model, extra.get("coreset_method", "exact"), extra.get("coreset_max_patches"))
 
 
 def graph(model: Any, image_size: tuple[int, int] | None = None) -> Callable[[Any], Any]:
