@@ -247,7 +247,7 @@ def test_cli_predict_writes_overlays_and_csv(trained, tmp_path):
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("file,score,label,threshold,backend")
     assert len(rows) == 4
-    assert len(list(out.glob("*_heatmap.png"))) == 3
+    assert len(list((out / "overlays").glob("*_heatmap.png"))) == 3 and len(list((out / "masks").glob("*.png"))) == 3
 
 
 def test_cli_test_reevaluates_the_stored_model(trained):
