@@ -182,8 +182,11 @@ def train(
         store.save_weights(module.model.state_dict(), staging / store.WEIGHTS_FILE)
         if export:
             from iadbe.export import export_openvino
+            from iadbe.precision import check_export
 
-            export_openvino(graph, config.image_size, staging / "openvino")
+            xml = export_openvino(graph, config.image_size, staging / "openvino")
+            progress(_FIT + _CALIBRATE + _TEST, "checking lower precisions on the validation images")
+            meta["precision"] = check_export(xml, splits.val, config.image_size, calibration, graph)
         store.write_config(staging, meta)
     progress(1.0, "done")
     meta = store.read_config(target)

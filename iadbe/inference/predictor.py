@@ -49,6 +49,8 @@ class Prediction:
     timings_ms: dict[str, float]
     #: share (%) of the validation normals scoring at or below this image; None for older models
     normal_percentile: float | None = None
+    #: inference precision the backend ran at (f32, bf16, f16; iadbe/precision.py)
+    precision: str = "f32"
 
     @property
     def label(self) -> bool:
@@ -73,7 +75,7 @@ class Prediction:
     def summary(self) -> dict[str, Any]:
         return {
             "file": self.name, "score": round(self.score, 6), "label": self.label_text,
-            "threshold": self.threshold, "backend": self.backend, "device": self.device,
+            "threshold": self.threshold, "backend": self.backend, "device": self.device, "precision": self.precision,
             "ms": round(sum(self.timings_ms.values()), 2), **{f"{k}_ms": round(v, 2) for k, v in self.timings_ms.items()},
             "normal_percentile": _round(self.normal_percentile),
         }
@@ -152,6 +154,7 @@ class LoadedModel:
             Prediction(
                 name=name, image=rgb, score=float(scores[i]), raw_score=float(raw_scores[i]), anomaly_map=amap,
                 threshold=threshold, backend=self.backend.name, device=self.backend.device, model=self.name,
+                precision=getattr(self.backend, "precision", "f32"),
                 timings_ms=dict(timings), normal_percentile=calibration.normal_percentile(raw_scores[i]),
             )
             for i, (name, (rgb, amap)) in enumerate(zip(names, outputs))
