@@ -1,0 +1,95 @@
+"""The fair k-fold protocol (iadbe/benchmark/kfold.py): every labelled image tested once by models that never
+saw it, the anomaly track never trained on a defect, the same validation and test data in both tracks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_unet import TIRE, needs_tire
+
+
+def _splits(normals: int = 30, defects: dict[str, int] | None = None, val_defects: int = 4) -> Any:
+    from iadbe.data.samples import SYNTHETIC_TYPE, DatasetSplits, Sample
+
+    defects = defects or {"crack": 7, "hole": 5}
+    root = Path("/data")
+    train = [Sample(root / f"train/good/{i}.png", 0) for i in range(normals)]
+    val = [Sample(root / f"val/good/{i}.png", 0) for i in range(6)]
+    val += [Sample(root / f"val/syn/{i}.png", 1, root / f"val/syn/{i}_m.png", SYNTHETIC_TYPE) for i in range(3)]
+    val += [Sample(root / f"train/defect/{i}.png", 1, root / f"train/defect/{i}_m.png", "scratch")
+            for i in range(val_defects)]  # labelled defects outside the test set (a YOLO export's train split)
+    test = [Sample(root / f"test/good/{i}.png", 0) for i in range(9)]
+    test += [Sample(root / f"test/{kind}/{i}.png", 1, root / f"test/{kind}/{i}_m.png", kind)
+             for kind, count in defects.items() for i in range(count)]
+    return DatasetSplits("toy", root, "toy", "mvtec", train, val, test, "val normals + synthetic")
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5])
+def test_every_labelled_image_is_in_exactly_one_test_fold(folds: int) -> None:
+    from iadbe.benchmark.kfold import assign_folds, fold_splits, labelled_images
+
+    splits = _splits()
+    labelled = labelled_images(splits)
+    assert len(labelled) == len(splits.test) + 4  # the synthetic validation anomalies are not labelled
+    tested = [s.image for k in range(folds) for s in fold_splits(splits, k, folds).anomaly.test]
+    assert sorted(tested) == sorted(s.image for s in labelled)  # each once: no defect in two test folds
+    sizes = [len(part) for part in assign_folds(labelled, folds)]
+    assert max(sizes) - min(sizes) <= 1
+    for part in assign_folds(labelled, folds):  # stratified: each defect type spread over the folds
+        assert Counter(s.defect_type for s in part)["crack"] in (7 // folds, -(-7 // folds))
+
+
+def test_no_test_image_is_in_its_models_training_or_validation() -> None:
+    from iadbe.benchmark.kfold import fold_splits
+
+    splits = _splits()
+    for k in range(3):
+        fold = fold_splits(splits, k, 3, seed=1)
+        for track in (fold.supervised, fold.anomaly):
+            test = {s.image for s in track.test}
+            assert not test & {s.image for s in track.train}
+            assert not test & {s.image for s in track.val}
+            assert not {s.image for s in track.train} & {s.image for s in track.val}
+        assert fold.supervised.test == fold.anomaly.test and fold.supervised.val == fold.anomaly.val
+        assert all(not s.is_anomalous for s in fold.anomaly.train)  # anomaly track: normal images only
+        assert sum(s.is_anomalous for s in fold.supervised.train) >= 6  # supervised: most of the other folds' defects
+        assert {s.image for s in fold.anomaly.train} < {s.image for s in fold.supervised.train}
+        real = [s for s in fold.anomaly.val if s.is_anomalous]
+        assert real and all(s.defect_type != "synthetic_perlin" for s in real)  # validation defects are real
+
+
+def test_folds_are_seeded_and_the_normal_cap_is_shared() -> None:
+    from iadbe.benchmark.kfold import fold_splits
+
+    splits = _splits()
+    first, again = fold_splits(splits, 1, 3, seed=4, max_train_images=10), fold_splits(splits, 1, 3, seed=4,
+                                                                                           max_train_images=10)
+    assert first == again
+    assert [s.image for s in fold_splits(splits, 1, 3, seed=5).anomaly.test] != [s.image for s in first.anomaly.test]
+    normals = [s for s in first.supervised.train if not s.is_anomalous and "train/good" in str(s.image)]
+    assert len(first.anomaly.train) == 10 and normals == first.anomaly.train
+
+
+def test_bad_fold_settings_are_refused() -> None:
+    from iadbe.benchmark.kfold import fold_splits
+    from iadbe.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="between 2 and 10"):
+        fold_splits(_splits(), 0, 1)
+    with pytest.raises(SettingsError, match="fold must be between 0 and 2"):
+        fold_splits(_splits(), 3, 3)
+    with pytest.raises(SettingsError, match="at least 3 labelled defects"):
+        fold_splits(_splits(defects={"crack": 1}, val_defects=0), 0, 3)
+
+
+def test_a_kfold_plan_names_every_fold_and_model() -> None:
+    from iadbe.benchmark import plan_runs
+
+    specs = plan_runs(["padim", "unet_lite0"], "mvtec3d", "/data", ["tire"], mode="kfold", folds=3)
+    assert [s.run_id for s in specs[:3]] == ["kfold__padim__tire__fold1of3__seed0", "kfold__unet_lite0__tire__fold1of3__seed0",
+                                             "kfold__padim__tire__fold2of3__seed0"]
+    assert len({s.run_id for s in specs}) == 6
