@@ -9,7 +9,9 @@ export PYTHONPATH=$PWD
 DATA=${DATA:-../shared/data}
 MODELS=${MODELS:-padim,patchcore,unet_lite0}
 CAPS=(--protocol kfold --folds 3 --image-size 128 --max-train-images 40 --max-train-minutes 1 --timing-images 3)
+ONLY=${ONLY:-tire,transistor,capsules,juice_bottle,kolektor}  # which of them (e.g. two streams side by side)
 run() {  # kind root category [folder name]
+  case ",$ONLY," in *",${4:-$3},"*) ;; *) return ;; esac
   python -m iadbe benchmark --dataset "$1" --root "$2" --categories "$3" --models "$MODELS" "${CAPS[@]}" \
     --out "docs/benchmark/kfold/${4:-$3}" --compare-study
 }

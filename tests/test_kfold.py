@@ -93,3 +93,31 @@ def test_a_kfold_plan_names_every_fold_and_model() -> None:
     assert [s.run_id for s in specs[:3]] == ["kfold__padim__tire__fold1of3__seed0", "kfold__unet_lite0__tire__fold1of3__seed0",
                                              "kfold__padim__tire__fold2of3__seed0"]
     assert len({s.run_id for s in specs}) == 6
+
+
+@pytest.mark.slow
+@needs_tire
+def test_a_tiny_real_kfold_run_tests_every_defect_once_and_writes_the_table(tmp_path: Path) -> None:
+    from iadbe import constants
+    from iadbe.benchmark import run_benchmark
+    from iadbe.benchmark.kfold_report import comparison_markdown
+    from iadbe.data import load_dataset
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "IADBE_HOME", tmp_path / "home")
+        result = run_benchmark(["padim", "unet_lite0"], "mvtec3d", TIRE, ["tire"], mode="kfold", folds=2,
+                               image_size=64, max_train_images=6, max_train_minutes=0.2, max_epochs=1,
+                               timing_images=1, out=tmp_path / "bench")
+        labelled = load_dataset("mvtec3d", TIRE, seed=0).test
+    assert not result.failed and len(result.ran) == 4
+    by_model: dict[str, list[str]] = {}
+    for record in result.records:
+        by_model.setdefault(record["model"], []).extend(record["tested_images"])
+        assert not set(record["tested_images"]) & set(record["trained_images"])
+        defects = [p for p in record["trained_images"] if "/test/" in p and "/good/" not in p]
+        assert bool(defects) == (record["model"] == "unet_lite0")  # PaDiM never trains on a defect
+    for tested in by_model.values():  # every labelled image tested once per model
+        assert sorted(tested) == sorted(str(s.image) for s in labelled)
+    report = result.files["md"].read_text(encoding="utf-8")
+    assert "Supervised vs anomaly detectors, k-fold" in report and "| U-Net Lite0 (supervised) | supervised | 2 |" in report
+    assert "The study's Cardboard row" in comparison_markdown([tmp_path / "bench"])

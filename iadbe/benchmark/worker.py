@@ -147,6 +147,9 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
         "thresholds": {key: (result.meta.get("calibration") or {}).get(key)
                        for key in ("rule", "false_alarm_rate", "pixel_false_alarm_rate")},
     }
+    if spec.mode == "kfold":  # which images this fold tested, and which it trained on
+        record["tested_images"] = [str(s.image) for s in splits.test]
+        record["trained_images"] = sorted(str(s.image) for s in splits.train)
     model = load_model(result.model_dir, backend="torch")
     if spec.mode == "unified":
         record["per_category"] = per_category_metrics(result.test_outputs, model.calibration,
