@@ -100,7 +100,7 @@ def test_a_kfold_plan_names_every_fold_and_model() -> None:
 def test_a_tiny_real_kfold_run_tests_every_defect_once_and_writes_the_table(tmp_path: Path) -> None:
     from iadbe import constants
     from iadbe.benchmark import run_benchmark
-    from iadbe.benchmark.kfold_report import comparison_markdown
+    from iadbe.benchmark.report import comparison_markdown
     from iadbe.data import load_dataset
 
     with pytest.MonkeyPatch.context() as patch:

@@ -216,7 +216,7 @@ def pick_cell(table: Any, dataset: Any, evt: gr.SelectData) -> tuple:
 @user_errors
 def kfold_comparison(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> str:
     """The k-fold comparison of supervised and anomaly detectors found in the results folders."""
-    from iadbe.benchmark.kfold_report import comparison_markdown
+    from iadbe.benchmark.report import comparison_markdown
 
     found = comparison_markdown(list(result_roots(visitor_workspace(request, profile)).values()))
     return found or "No k-fold runs yet: `iadbe benchmark ... --models padim,patchcore,unet_lite0 --protocol kfold`."

@@ -117,20 +117,3 @@ def summary_rows(rows: Sequence[dict[str, Any]], metric: str = "image_F1") -> di
 def mean_over_categories(values: dict[str, float]) -> float | None:
     return round(statistics.fmean(values.values()), 2) if values else None
 
-
-def comparison_markdown(roots: Sequence[Any]) -> str:
-    """The k-fold tables of every benchmark folder under ``roots`` (the app's Benchmark tab), with the study's
-    Cardboard row; '' when no folder holds a k-fold run."""
-    from pathlib import Path
-
-    from iadbe.benchmark.report import aggregate
-    from iadbe.benchmark.runs import load_records
-
-    records = []
-    for root in roots:
-        for runs in sorted(Path(root).rglob("runs")):
-            if runs.is_dir():
-                records += [r for r in load_records(runs.parent) if r.get("mode") == "kfold"]
-    if not records:
-        return ""
-    return kfold_markdown(aggregate(records), records, compare_study=True)

@@ -287,3 +287,21 @@ def results_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str,
         parts += ["", "## Failed runs", ""]
         parts += [f"- `{r['run_id']}`: {r.get('reason', 'unknown')}" for r in failed]
     return "\n".join(parts) + "\n"
+
+
+def comparison_markdown(roots: Sequence[Any]) -> str:
+    """The k-fold tables of every benchmark folder under ``roots`` (the app's Benchmark tab), with the study's
+    Cardboard row; '' when no folder holds a k-fold run."""
+    from pathlib import Path
+
+    from iadbe.benchmark.kfold_report import kfold_markdown
+    from iadbe.benchmark.runs import load_records
+
+    records = []
+    for root in roots:
+        for runs in sorted(Path(root).rglob("runs")):
+            if runs.is_dir():
+                records += [r for r in load_records(runs.parent) if r.get("mode") == "kfold"]
+    if not records:
+        return ""
+    return kfold_markdown(aggregate(records), records, compare_study=True)
