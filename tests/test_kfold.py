@@ -121,3 +121,28 @@ def test_a_tiny_real_kfold_run_tests_every_defect_once_and_writes_the_table(tmp_
     report = result.files["md"].read_text(encoding="utf-8")
     assert "Supervised vs anomaly detectors, k-fold" in report and "| U-Net Lite0 (supervised) | supervised | 2 |" in report
     assert "The study's Cardboard row" in comparison_markdown([tmp_path / "bench"])
+
+
+def _record(model: str, fold: int, f1: float, supervised: bool) -> dict[str, Any]:
+    metrics = {"image_F1": f1, "image_F1_oracle": f1 + 0.1, "image_AUROC": 0.8, "pixel_F1": 0.3, "pixel_AUROC": 0.9}
+    return {"run_id": f"kfold__{model}__tire__fold{fold + 1}of3__seed0", "status": "ok", "mode": "kfold",
+            "model": model, "category": "tire", "seed": 0, "fold": fold, "folds": 3, "backbone": "b",
+            "metrics": metrics, "training_time_s": 10.0 + fold, "epochs_trained": 1.0, "supervised": supervised,
+            "fit": {"stopped_by_time_cap": supervised}, "inference_ms": {"openvino": {"median_ms": 5.0}},
+            "spec": {"folds": 3, "seed": 0, "image_size": 128, "max_train_images": 40, "max_train_minutes": 1.0},
+            "machine": {"cpus": 2, "torch_threads": 2}}
+
+
+def test_the_kfold_table_gives_mean_and_spread_over_folds_and_states_the_caps() -> None:
+    from iadbe.benchmark.kfold_report import kfold_markdown
+    from iadbe.benchmark.report import aggregate
+
+    records = [_record("padim", k, f1, False) for k, f1 in enumerate((0.5, 0.6, 0.7))]
+    records += [_record("unet_lite0", k, f1, True) for k, f1 in enumerate((0.8, 0.8, 0.8))]
+    text = kfold_markdown(aggregate(records), records, compare_study=True)
+    assert "| PaDiM | anomaly | 3 | 60.00 ± 10.00 | 70.00 ± 10.00 |" in text
+    assert "| U-Net Lite0 (supervised) | supervised | 3 | 80.00 ± 0.00 |" in text
+    assert "| 11.0 ± 1.0 | 5.0 ± 0.0 |" in text  # training s per fold, OpenVINO ms
+    assert "normal training images capped at 40; training time cap 1.0 min per fold; stopped by the cap: unet_lite0" in text
+    assert "| image F1 (oracle) | 73.68 | 85.71 |" in text and "the data differ" in text
+    assert "Cardboard row" not in kfold_markdown(aggregate(records), records, compare_study=False)
