@@ -83,6 +83,22 @@ class DetectorSpec:
     graph: Hook | None = None
     #: ``(init_args) -> int``: fewest normal training images the fit needs (default 2: a covariance).
     min_train_images: Hook | None = None
+    #: Trains on labelled defects (anomalous ``Sample``s with masks, :mod:`iadbe.data.samples`) beside normal
+    #: images. ``train`` refuses training data without labelled defects and says what is missing; a detector
+    #: with ``supervised=False`` (an anomaly detector) never sees a defect in training: ``train`` refuses
+    #: training data holding one (:func:`iadbe.data.supervised.check_training_samples`).
+    supervised: bool = False
+    #: ``(request: iadbe.models.fitting.FitRequest) -> torch_model``: trains a detector that anomalib's
+    #: Lightning fit does not (YOLO through ultralytics, the U-Net). The request carries the module
+    #: ``create_detector`` built (``request.module``), the training samples (normals and, for a supervised
+    #: detector, labelled defects with masks), the validation samples, the ``DetectorConfig``, the batch size,
+    #: a progress callback ``(fraction of the fit in [0, 1], message)``, the time cap in minutes (None: none),
+    #: the seed and ``record``, a dict whose entries (``epochs_trained``, ``stopped_by_time_cap``, ...) go to
+    #: iadbe.json. It returns the fitted torch model in eval mode on the CPU; its ``state_dict()`` is stored
+    #: and loads into ``create_detector(config, pre_trained=False).model`` when the model is rebuilt. Its
+    #: forward follows the graph contract (``InferenceBatch(pred_score, anomaly_map)`` in eval mode).
+    #: None: anomalib's Lightning fit (``iadbe.fitting.lightning_fit``).
+    fit: Hook | None = None
     #: anomalib builds part of the model with pretrained weights whatever ``pre_trained`` says (STFPM's
     #: teacher, SuperSimpleNet's extractor, Dinomaly's encoder): rebuilding a stored model needs them here.
     always_pretrained: bool = False
