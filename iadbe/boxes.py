@@ -79,12 +79,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-def decode_boxes(candidates: np.ndarray, names: Sequence[str] = (), *, floor: float = CONFIDENCE_FLOOR,
-                 iou: float = NMS_IOU, max_boxes: int = MAX_BOXES) -> list[list[Box]]:
-    """Per image, the boxes left after the confidence floor and per-class NMS, best first (model pixels)."""
+def decode_boxes(candidates: np.ndarray, names: Sequence[str] = (), size: tuple[int, int] | None = None, *,
+                 floor: float = CONFIDENCE_FLOOR, iou: float = NMS_IOU, max_boxes: int = MAX_BOXES) -> list[list[Box]]:
+    """Per image, the boxes left after the confidence floor and per-class NMS, best first (model pixels),
+    clipped to the input's ``size`` (H, W) where given."""
     out: list[list[Box]] = []
     for image in np.asarray(candidates, dtype=np.float32):
-        kept = image[image[:, 4] > floor]
+        kept = image[image[:, 4] > floor].copy()
+        if size is not None:
+            kept[:, [0, 2]] = np.clip(kept[:, [0, 2]], 0, size[1])
+            kept[:, [1, 3]] = np.clip(kept[:, [1, 3]], 0, size[0])
         boxes: list[Box] = []
         if len(kept):
             classes = kept[:, 5].astype(np.int64)
@@ -116,5 +120,5 @@ def box_map(boxes: Sequence[Box], size: tuple[int, int], values: Sequence[float]
 
 def box_maps(candidates: np.ndarray, size: tuple[int, int], names: Sequence[str] = ()) -> np.ndarray:
     """(N, H, W) raw box maps of a batch of candidates at the model's size (evaluation's maps)."""
-    return np.stack([box_map(boxes, size) for boxes in decode_boxes(candidates, names)]) if len(candidates) else \
+    return np.stack([box_map(boxes, size) for boxes in decode_boxes(candidates, names, size)]) if len(candidates) else \
         np.zeros((0, *size), np.float32)

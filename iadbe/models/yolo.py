@@ -149,6 +149,11 @@ def graph(torch_model: Any, image_size: tuple[int, int] | None) -> Any:
     import torch
     from anomalib.data import InferenceBatch
 
+    # The head caches its anchors per input shape: a trace would see them computed on the first call and
+    # cached on the next (OpenVINO's trace check refuses that). Recomputed every call they are the same
+    # constants in the exported graph, and a few microseconds in torch.
+    torch_model.model[-1].dynamic = True
+
     def forward(images: torch.Tensor) -> Any:
         output = torch_model(images)
         predictions = output[0] if isinstance(output, (tuple, list)) else output  # (N, 4 + nc, A), xywh

@@ -25,14 +25,16 @@ PROGRESS_TAG = "IADBE-YOLO-PROGRESS"
 _PREPARED = 0.05
 
 
-def fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progress: Callable[[float, str], None],
-        max_minutes: float | None = None, seed: int = 0) -> float:
-    """Train ``module.model`` on ``samples`` (normal and defective, with masks); returns the epochs trained."""
+def fit(request: Any) -> Any:
+    """The ``fit`` hook (:class:`~iadbe.models.fit_request.FitRequest`): train ``request.module.model`` on
+    ``request.train`` (normal and defective images, with masks); returns the trained ``DetectionModel``."""
     from iadbe import constants, store
     from iadbe.errors import SettingsError, TrainingError
     from iadbe.models.yolo import require_ultralytics
 
     require_ultralytics()
+    module, samples, config, progress = request.module, request.train, request.config, request.progress
+    batch_size, max_minutes, seed = request.batch_size, request.max_minutes, request.seed
     if not any(sample.is_anomalous for sample in samples):
         raise SettingsError("a YOLO detector learns from labelled defects, and the training images hold none")
     with tempfile.TemporaryDirectory(prefix="iadbe-yolo-", dir=_scratch(constants.IADBE_HOME)) as folder:
@@ -56,8 +58,9 @@ def fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progr
     if missing:
         raise TrainingError(f"the trained YOLO weights do not fit the model ({missing[:3]})")
     module.model.load_state_dict(state)
-    module.model.eval()
-    return float(result.get("epochs", config.max_epochs))
+    request.record["epochs_trained"] = float(result.get("epochs", config.max_epochs))
+    request.record["ultralytics_seconds"] = result.get("seconds")
+    return module.model.eval()
 
 
 def _scratch(home: Path) -> Path:
