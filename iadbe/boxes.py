@@ -62,9 +62,15 @@ def class_names(config: Any) -> list[str]:
     return [str(name) for name in config.init_args.get("names", ())]
 
 
+#: Confidences are compared at this resolution, ties going to the earlier anchor: torch and OpenVINO differ in
+#: the last float digits, and two overlapping candidates that close must not swap places between backends.
+SCORE_RESOLUTION = 1e-4
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first. ``boxes``: (K, 4) x0 y0 x1 y1."""
-    order = np.argsort(-scores, kind="stable")
+    """Indices of the boxes kept by greedy non-maximum suppression, best first (confidences compared at
+    :data:`SCORE_RESOLUTION`, ties in input order). ``boxes``: (K, 4) x0 y0 x1 y1."""
+    order = np.argsort(-np.round(scores / SCORE_RESOLUTION), kind="stable")
     areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
     keep: list[int] = []
     while order.size:

@@ -346,13 +346,14 @@ def _register_yolo() -> None:
     for name, yaml_name, display, study_column in YOLO_MODELS:
         register(DetectorSpec(
             name=name, display_name=display, anomalib_class="", family="Supervised detection",
-            in_study=bool(study_column), study_backbone=None, default_backbone=None, layers_arg=None,
+            in_study=False, study_backbone=None, default_backbone=None, layers_arg=None,
             defaults={"model_yaml": yaml_name, "names": ["defect"]}, max_epochs=100, train_batch_size=16,
             segmentation=False, supervised=True, boxes=True, extra_requirements=(("package", "ultralytics"),),
             generalized="iadbe.models.yolo:YoloDetector", graph="iadbe.models.yolo:graph",
             fit="iadbe.models.yolo_fit:fit", iadbe_settings="iadbe.models.yolo:iadbe_settings",
             check_iadbe_settings="iadbe.models.yolo:check_iadbe_settings",
-            notes=f"Ultralytics {yaml_name}, trained from scratch on the labelled defects (boxes from masks)",
+            notes=f"Ultralytics {yaml_name}, trained from scratch on the labelled defects (boxes from masks)"
+                  + (f"; the study's Cardboard table has {study_column}" if study_column else ""),
         ))
 
 
