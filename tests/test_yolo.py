@@ -231,3 +231,41 @@ def test_a_stored_yolo_runs_through_the_inference_tab_and_gradio_client(trained_
         assert rerendered["boxes"] == []  # above every box: none shown
     finally:
         server.stop()
+
+
+@needs_ultralytics
+def test_starting_weights_from_a_file_or_the_hub_are_checked_and_transferred(hub_env, tmp_path: Path) -> None:
+    """``--set weights=...``: a local file or an hf:// .safetensors (downloaded through iadbe.hub, never a
+    pickle from the Hub); the tensors whose names and shapes fit are copied (another class count: not the head's
+    class layer)."""
+    import torch
+    from huggingface_hub import HfApi
+    from safetensors.torch import save_file
+
+    from iadbe.errors import SettingsError
+    from iadbe.models import create_detector, resolve_config
+    from iadbe.models.yolo_fit import _local_weights, _transfer
+
+    donor = create_detector(resolve_config("yolov8n", image_size=64, names=["a", "b", "c"]), pre_trained=False)
+    weights = tmp_path / "donor.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.model.state_dict().items()}, str(weights))
+    repo = hub_env.repo_id("yolo-weights")
+    api = HfApi(endpoint=hub_env.endpoint, token=hub_env.token)
+    api.create_repo(repo)
+    api.upload_file(path_or_fileobj=str(weights), path_in_repo="start/donor.safetensors", repo_id=repo)
+    downloaded = Path(_local_weights(f"hf://{repo}/start/donor.safetensors"))
+    assert downloaded.read_bytes() == weights.read_bytes()
+
+    with pytest.raises(SettingsError, match="must name a .safetensors"):
+        resolve_config("yolov8n", image_size=64, weights=f"hf://{repo}/start/donor.pt")
+    with pytest.raises(SettingsError, match="not a .pt or .safetensors file"):
+        resolve_config("yolov8n", image_size=64, weights=str(tmp_path / "missing.pt"))
+    config = resolve_config("yolov8n", image_size=64, weights=str(downloaded))
+    assert config.extra["weights"] == str(downloaded)
+
+    target = create_detector(config, pre_trained=False).model
+    copied = _transfer(target, str(downloaded))
+    own, given = target.state_dict(), donor.model.state_dict()
+    differing = [k for k in own if own[k].shape != given[k].shape]
+    assert differing and copied == len(own) - len(differing)  # all but the class layers (3 classes vs 1)
+    assert all(torch.equal(own[k], given[k]) for k in own if k not in differing)
