@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("per_category", "one_to_all", "unified"), default="per_category",
                    help="one_to_all: train on each category, test on all (the study's unified table); "
                         "unified: one model trained on all categories together")
+    p.add_argument("--protocol", choices=("split", "kfold"), default="split",
+                   help="kfold: supervised and anomaly detectors compared fairly over --folds folds of the labelled "
+                        "images (every defect tested by models that never saw it)")
+    p.add_argument("--folds", type=int, default=3, help="folds of --protocol kfold (default 3)")
+    p.add_argument("--timing-images", type=int, default=8, help="test images timed per backend (median ms)")
     p.add_argument("--out", help="output folder (default: IADBE_HOME/benchmark/<dataset>); re-run to resume")
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds before one run is stopped")
     p.add_argument("--compare-study", action="store_true",

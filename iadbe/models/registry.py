@@ -330,6 +330,17 @@ register(DetectorSpec(
     notes="needs pretrained DINOv2 ViT weights",
 ))
 register(DetectorSpec(
+    name="unet_lite0", display_name="U-Net Lite0 (supervised)", anomalib_class="", family="Supervised segmentation",
+    # not a detector of the study: the supervised baseline of issue 18, trained on labelled defects' masks
+    in_study=False, study_backbone="tf_efficientnet_lite0", default_backbone="tf_efficientnet_lite0", layers_arg=None,
+    defaults={"decoder_channels": [128, 64, 32, 16, 8], "learning_rate": 1e-3}, max_epochs=30, train_batch_size=8,
+    generalized="iadbe.models.unet:UnetLite", derive_args="iadbe.models.unet:derive_args",
+    supervised=True, fit="iadbe.models.unet:fit", time_cap_minutes=5.0,
+    notes="segmentation-models-pytorch U-Net on timm's EfficientNet-Lite encoder (ImageNet weights, offline), "
+          "trained with BCE + Dice on defect masks (YOLO boxes as box masks); map = sigmoid of the logits, "
+          "score = max of the 5x5-blurred map",
+))
+register(DetectorSpec(
     name="rkde", display_name="RKDE", anomalib_class="", family="Distribution Map",
     study_backbone=None, default_backbone=None, layers_arg=None, segmentation=False,
     fixed_reason=(
