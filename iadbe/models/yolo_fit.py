@@ -60,6 +60,7 @@ def fit(request: Any) -> Any:
     module.model.load_state_dict(state)
     request.record["epochs_trained"] = float(result.get("epochs", config.max_epochs))
     request.record["ultralytics_seconds"] = result.get("seconds")
+    request.record["stopped_by_time_cap"] = bool(result.get("stopped_by_time_cap"))
     return module.model.eval()
 
 
@@ -150,6 +151,13 @@ def _transfer(model: Any, path: str) -> int:
     return len(fitting)
 
 
+def _keep_epochs(trainer: Any, epochs: int) -> None:
+    """With a time cap (``time``) Ultralytics re-plans the epochs to fill it; IADBE's cap only stops early."""
+    if trainer.epochs > epochs:
+        trainer.epochs = trainer.args.epochs = epochs
+    trainer.stop |= trainer.epoch + 1 >= epochs
+
+
 def child_main(job_path: str) -> None:
     import torch
     from safetensors.torch import load_file, save_file
@@ -187,14 +195,16 @@ def child_main(job_path: str) -> None:
     trainer = OfflineTrainer(overrides=overrides)
     trainer.model = model
     trainer.add_callback("on_train_epoch_end",
-                         lambda t: print(f"{PROGRESS_TAG} {t.epoch + 1} {t.epochs}", flush=True))
+                         lambda t: print(f"{PROGRESS_TAG} {t.epoch + 1} {min(t.epochs, job['epochs'])}", flush=True))
+    trainer.add_callback("on_fit_epoch_end", lambda t: _keep_epochs(t, job["epochs"]))
     started = time.perf_counter()
     trainer.train()
     trained = trainer.ema.ema if trainer.ema is not None else trainer.model
     state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in trained.state_dict().items()}
     save_file(state, job["out"])
-    result = {"epochs": trainer.epoch + 1, "seconds": round(time.perf_counter() - started, 3)}
+    result = {"epochs": trainer.epoch + 1, "seconds": round(time.perf_counter() - started, 3),
+              "stopped_by_time_cap": bool(job["hours"]) and trainer.epoch + 1 < job["epochs"]}
     (Path(job_path).parent / "result.json").write_text(json.dumps(result), encoding="utf-8")
     del torch
 
