@@ -48,3 +48,19 @@ def test_a_prediction_shows_the_boxes_above_its_threshold() -> None:
     assert prediction.shown_boxes == boxes[:1] and prediction.summary()["boxes"] == 1
     assert len(prediction.with_threshold(0.2).shown_boxes) == 2
     assert prediction.mask.sum() == 16  # the mask at the threshold is the union of the boxes above it
+
+
+def test_the_contours_view_of_a_box_detector_draws_its_boxes_above_the_threshold() -> None:
+    from iadbe.inference.predictor import Prediction
+    from iadbe.render import YELLOW, render_prediction
+
+    boxes = (Box(10, 10, 40, 30, 0.9, "defect", 0.8), Box(50, 40, 70, 60, 0.1, "defect", 0.3))
+    image = np.full((80, 100, 3), 90, np.uint8)
+    prediction = Prediction(name="a.png", image=image, score=0.8, raw_score=0.9,
+                            anomaly_map=box_map(boxes, (80, 100), [0.8, 0.3]), threshold=0.5, backend="torch",
+                            device="cpu", model="m", timings_ms={}, boxes=boxes)
+    drawn = render_prediction(prediction, with_panel=False)["contours"]
+    yellow = np.all(drawn == YELLOW, axis=-1)
+    assert yellow[29, 10:40].all() and not yellow[45:60, 50:70].any()  # the shown box only
+    both = render_prediction(prediction, threshold=0.2, with_panel=False)["contours"]
+    assert np.all(both == YELLOW, axis=-1)[59, 50:70].all()
