@@ -18,6 +18,7 @@ from iadbe.constants import BACKENDS, PRECISIONS
 from iadbe.cli_commands import (
     cmd_backbones,
     cmd_benchmark,
+    cmd_convert,
     cmd_models,
     cmd_push,
     cmd_serve,
@@ -156,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="where trained models wait for their push (default: IADBE_HOME/zoo)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("convert", help="write a dataset (any layout IADBE reads) out as a YOLO export or in MVTec AD's "
+                                       "layout (masks <-> boxes)")
+    p.add_argument("src", help="dataset folder or .zip")
+    p.add_argument("dst", help="new output folder")
+    p.add_argument("--to", required=True, choices=("yolo", "mvtec"))
+    p.add_argument("--category", help="category sub-folder, where SRC holds several")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("serve", help="start the Gradio app")
     p.add_argument("--host", default=None)

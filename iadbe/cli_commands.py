@@ -1,5 +1,5 @@
-"""The ``iadbe`` commands around the pipeline: the catalogue (``models``, ``backbones``), publishing (``push``,
-``zoo``), ``benchmark`` and ``serve``. :mod:`iadbe.cli` builds the parser and runs them.
+"""The ``iadbe`` commands around the pipeline: the catalogue (``models``, ``backbones``), ``convert``, publishing
+(``push``, ``zoo``), ``benchmark`` and ``serve``. :mod:`iadbe.cli` builds the parser and runs them.
 
 Heavy libraries are imported inside each command, so ``iadbe --help`` stays instant.
 """
@@ -141,6 +141,14 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     )
     print(format_zoo_report(items))
     return 1 if any(item.status == "failed" for item in items) else 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from iadbe.data.convert import convert_dataset
+
+    result = convert_dataset(args.src, args.dst, args.to, category=args.category, overwrite=args.overwrite)
+    print(result.report())
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -108,6 +108,8 @@ class DetectorSpec:
     #: Share of good pixels its pixel threshold flags by default, where its maps need another one than
     #: :data:`iadbe.calibration.DEFAULT_PIXEL_FALSE_ALARM_RATE` (None: that one).
     pixel_false_alarm_rate: float | None = None
+    #: The graph's second output is candidate boxes ``(N, A, 6)``, not an anomaly map (:mod:`iadbe.boxes`).
+    boxes: bool = False
     notes: str = ""
 
     @property
@@ -346,3 +348,24 @@ register(DetectorSpec(
         "whose weights must be downloaded; no detector without downloaded weights is available here"
     ),
 ))
+
+
+def _register_yolo() -> None:
+    """The YOLO detectors (optional package ultralytics, AGPL-3.0; :mod:`iadbe.models.yolo`)."""
+    from iadbe.models.yolo import YOLO_MODELS
+
+    for name, yaml_name, display, study_column in YOLO_MODELS:
+        register(DetectorSpec(
+            name=name, display_name=display, anomalib_class="", family="Supervised detection",
+            in_study=False, study_backbone=None, default_backbone=None, layers_arg=None,
+            defaults={"model_yaml": yaml_name, "names": ["defect"]}, max_epochs=100, train_batch_size=16,
+            segmentation=False, supervised=True, boxes=True, extra_requirements=(("package", "ultralytics"),),
+            generalized="iadbe.models.yolo:YoloDetector", graph="iadbe.models.yolo:graph",
+            fit="iadbe.models.yolo_fit:fit", iadbe_settings="iadbe.models.yolo:iadbe_settings",
+            check_iadbe_settings="iadbe.models.yolo:check_iadbe_settings",
+            notes=f"Ultralytics {yaml_name}, trained from scratch on the labelled defects (boxes from masks)"
+                  + (f"; the study's Cardboard table has {study_column}" if study_column else ""),
+        ))
+
+
+_register_yolo()
