@@ -53,7 +53,7 @@ def caps_line(records: Sequence[dict[str, Any]], category: str) -> str:
     if capped:
         parts.append("stopped by the cap: " + ", ".join(capped))
     machine = chosen[0].get("machine") or {}
-    parts.append(f"{machine.get('torch_threads', '?')} torch threads on {machine.get('cpus', '?')} CPUs")
+    parts.append(f"torch threads per run: {machine.get('torch_threads', '?')}, on a machine of {machine.get('cpus', '?')} CPUs")
     trained = ", ".join(f"{m} {e}" for m, e in sorted(epochs.items()) if e is not None)
     return "; ".join(parts) + (f"; epochs trained (last fold): {trained}" if trained else "")
 
