@@ -146,3 +146,18 @@ def test_the_kfold_table_gives_mean_and_spread_over_folds_and_states_the_caps() 
     assert "normal training images capped at 40; training time cap 1.0 min per fold; stopped by the cap: unet_lite0" in text
     assert "| image F1 (oracle) | 73.68 | 85.71 |" in text and "the data differ" in text
     assert "Cardboard row" not in kfold_markdown(aggregate(records), records, compare_study=False)
+
+
+def test_the_benchmark_tab_shows_the_kfold_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iadbe.app import benchmark_tab
+    from iadbe.benchmark.runs import write_record
+
+    monkeypatch.setattr(benchmark_tab, "result_roots", lambda workspace=None: {"results": tmp_path})
+    assert "No k-fold runs yet" in benchmark_tab.kfold_comparison()
+    for k in range(3):
+        for model, supervised in (("padim", False), ("unet_lite0", True)):
+            record = _record(model, k, 0.5 + 0.1 * k, supervised)
+            write_record(tmp_path / "kfold" / "tire" / "runs" / f"{record['run_id']}.json", record)
+    shown = benchmark_tab.kfold_comparison()
+    assert "### tire" in shown and "| U-Net Lite0 (supervised) | supervised | 3 |" in shown
+    assert "The study's Cardboard row" in shown
