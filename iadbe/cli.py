@@ -18,6 +18,7 @@ from iadbe.constants import BACKENDS, PRECISIONS
 from iadbe.cli_commands import (
     cmd_backbones,
     cmd_benchmark,
+    cmd_convert,
     cmd_models,
     cmd_push,
     cmd_serve,
@@ -132,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("per_category", "one_to_all", "unified"), default="per_category",
                    help="one_to_all: train on each category, test on all (the study's unified table); "
                         "unified: one model trained on all categories together")
+    p.add_argument("--protocol", choices=("split", "kfold"), default="split",
+                   help="kfold: supervised and anomaly detectors compared fairly over --folds folds of the labelled "
+                        "images (every defect tested by models that never saw it)")
+    p.add_argument("--folds", type=int, default=3, help="folds of --protocol kfold (default 3)")
+    p.add_argument("--timing-images", type=int, default=8, help="test images timed per backend (median ms)")
     p.add_argument("--out", help="output folder (default: IADBE_HOME/benchmark/<dataset>); re-run to resume")
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds before one run is stopped")
     p.add_argument("--compare-study", action="store_true",
@@ -152,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="where trained models wait for their push (default: IADBE_HOME/zoo)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("convert", help="write a dataset (any layout IADBE reads) out as a YOLO export or in MVTec AD's "
+                                       "layout (masks <-> boxes)")
+    p.add_argument("src", help="dataset folder or .zip")
+    p.add_argument("dst", help="new output folder")
+    p.add_argument("--to", required=True, choices=("yolo", "mvtec"))
+    p.add_argument("--category", help="category sub-folder, where SRC holds several")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("serve", help="start the Gradio app")
     p.add_argument("--host", default=None)

@@ -106,3 +106,13 @@ def server_port() -> str:
     """``PORT`` (set by hosting platforms), else ``GRADIO_SERVER_PORT`` ("" when neither is set); read when the
     app starts."""
     return os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT", "")
+
+
+def yolo_subprocess_env(config_dir: Path) -> dict[str, str]:
+    """The environment of IADBE's YOLO training subprocess (:mod:`iadbe.models.yolo_fit`): this process's,
+    plus Ultralytics' own offline settings, which therefore never reach the process that starts it:
+    ``YOLO_OFFLINE=1`` (no online check, no usage events), ``YOLO_CONFIG_DIR`` (its settings file goes to the
+    run's own folder, not the user's home)."""
+    env = dict(os.environ)
+    env.update({"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(config_dir), "YOLO_AUTOINSTALL": "False"})
+    return env
