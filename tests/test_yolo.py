@@ -60,6 +60,11 @@ def test_yolo_entries_are_supervised_box_detectors_of_the_study() -> None:
     for spec in YOLOS:
         assert spec.supervised and spec.boxes and not spec.segmentation and spec.fit is not None
     assert not any(spec.boxes or spec.supervised for spec in all_specs() if spec.name in ("padim", "patchcore"))
+    from iadbe.model_card import build_model_card
+
+    card = str(build_model_card({"model": "yolov8n", "name": "y", "dataset": {"name": "folder"}}))
+    assert "Supervised detection" in card and "AGPL-3.0" in card  # a pushed YOLO says what trained it
+    assert "AGPL" not in str(build_model_card({"model": "padim", "name": "p", "dataset": {"name": "folder"}}))
 
 
 def test_importing_iadbe_and_listing_models_never_imports_ultralytics() -> None:
