@@ -252,6 +252,11 @@ def test_a_stored_yolo_runs_through_the_inference_tab_and_gradio_client(trained_
         assert len(remote[7]["boxes"]) == len(details["boxes"]) and remote[7]["boxes"][0]["label"] == "defect"
         _, _, _, _, rerendered = client.predict(1.0, 0.5, api_name="/rerender")
         assert rerendered["boxes"] == []  # above every box: none shown
+        import requests
+
+        answer = requests.post(server.url + "api/v1/predict", params={"model": "yolo-kolektor", "threshold": 0.0},
+                               data=image.read_bytes(), timeout=120).json()
+        assert answer["boxes"] == remote[7]["boxes"] and answer["score"] == pytest.approx(remote[4], abs=1e-6)
     finally:
         server.stop()
 
