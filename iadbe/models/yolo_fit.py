@@ -162,11 +162,12 @@ def child_main(job_path: str) -> None:
     import torch
     from safetensors.torch import load_file, save_file
     from ultralytics.models.yolo.detect import DetectionTrainer
-    from ultralytics.nn.tasks import DetectionModel
 
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    from iadbe.models.yolo import YoloDetector
+
     names = dict(enumerate(job["names"]))
-    model = DetectionModel(job["model_yaml"], ch=3, nc=len(names), verbose=False)
+    model = YoloDetector(job["model_yaml"], job["names"]).model  # built as the parent builds it
     model.load_state_dict(load_file(job["init"]))
     if job["weights"]:
         print(f"started from {_transfer(model, job['weights'])} tensors of {job['weights']}", file=sys.stderr)
