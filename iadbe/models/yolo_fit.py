@@ -159,13 +159,12 @@ def _keep_epochs(trainer: Any, epochs: int) -> None:
 
 
 def child_main(job_path: str) -> None:
-    import torch
     from safetensors.torch import load_file, save_file
     from ultralytics.models.yolo.detect import DetectionTrainer
 
-    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     from iadbe.models.yolo import YoloDetector
 
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     names = dict(enumerate(job["names"]))
     model = YoloDetector(job["model_yaml"], job["names"]).model  # built as the parent builds it
     model.load_state_dict(load_file(job["init"]))
@@ -207,7 +206,6 @@ def child_main(job_path: str) -> None:
     result = {"epochs": trainer.epoch + 1, "seconds": round(time.perf_counter() - started, 3),
               "stopped_by_time_cap": bool(job["hours"]) and trainer.epoch + 1 < job["epochs"]}
     (Path(job_path).parent / "result.json").write_text(json.dumps(result), encoding="utf-8")
-    del torch
 
 
 if __name__ == "__main__":
