@@ -297,3 +297,41 @@ def test_starting_weights_from_a_file_or_the_hub_are_checked_and_transferred(hub
     differing = [k for k in own if own[k].shape != given[k].shape]
     assert differing and copied == len(own) - len(differing)  # all but the class layers (3 classes vs 1)
     assert all(torch.equal(own[k], given[k]) for k in own if k not in differing)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _children_running(marker: str) -> list[int]:
+    """Processes whose parent is this one and whose command line holds ``marker`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and marker in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads child processes from /proc")
+def test_a_cancelled_yolo_training_stops_its_child(trained_yolo) -> None:
+    """The app's Stop button raises from the progress callback: the Ultralytics child must not train on."""
+    from iadbe.training import train
+
+    _, base, _ = trained_yolo
+
+    def progress(fraction: float, message: str) -> None:
+        if "epoch" in message:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train("yolov8n", "folder", base / "export", image_size=IMAGE_SIZE, max_epochs=50, batch_size=8,
+              out=base / "store" / "cancelled", progress=progress, export=False)
+    assert _children_running("iadbe.models.yolo_fit") == []
+    assert not (base / "store" / "cancelled").exists()

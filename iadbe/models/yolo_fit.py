@@ -116,12 +116,16 @@ def _run_child(work: Path, progress: Callable[[float, str], None], env: dict[str
     command = [sys.executable, "-m", "iadbe.models.yolo_fit", str(work / "job.json")]
     with log_path.open("w", encoding="utf-8") as log:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=work)
-        assert child.stdout is not None
-        for line in child.stdout:
-            log.write(line)
-            if line.startswith(PROGRESS_TAG):
-                done, total = (int(v) for v in line.split()[1:3])
-                progress(_PREPARED + (1 - _PREPARED) * done / max(1, total), f"epoch {done}/{total}")
+        try:
+            for line in child.stdout or ():
+                log.write(line)
+                if line.startswith(PROGRESS_TAG):
+                    done, total = (int(v) for v in line.split()[1:3])
+                    progress(_PREPARED + (1 - _PREPARED) * done / max(1, total), f"epoch {done}/{total}")
+        except BaseException:  # a cancel raised by ``progress`` (the app's Stop button): the child stops too
+            child.kill()
+            child.wait()
+            raise
         code = child.wait()
     result_path = work / "result.json"
     if code != 0 or not result_path.is_file():
