@@ -60,6 +60,11 @@ def test_yolo_entries_are_supervised_box_detectors_of_the_study() -> None:
     for spec in YOLOS:
         assert spec.supervised and spec.boxes and not spec.segmentation and spec.fit is not None
     assert not any(spec.boxes or spec.supervised for spec in all_specs() if spec.name in ("padim", "patchcore"))
+    from iadbe.model_card import build_model_card
+
+    card = str(build_model_card({"model": "yolov8n", "name": "y", "dataset": {"name": "folder"}}))
+    assert "Supervised detection" in card and "AGPL-3.0" in card  # a pushed YOLO says what trained it
+    assert "AGPL" not in str(build_model_card({"model": "padim", "name": "p", "dataset": {"name": "folder"}}))
 
 
 def test_importing_iadbe_and_listing_models_never_imports_ultralytics() -> None:
@@ -86,22 +91,40 @@ def test_without_ultralytics_yolo_says_how_to_add_it(monkeypatch: pytest.MonkeyP
 
 
 @needs_ultralytics
-def test_every_yolo_builds_from_its_yaml_and_gives_candidates() -> None:
-    """Each YAML ships with ultralytics; the graph gives (best confidence, candidates x0 y0 x1 y1 conf class),
-    the v10 head included (its one-to-many outputs, NMS in IADBE)."""
+def test_every_yolo_yaml_ships_with_ultralytics() -> None:
+    from ultralytics.nn.tasks import yaml_model_load
+
+    for spec in YOLOS:
+        assert yaml_model_load(spec.defaults["model_yaml"])["backbone"], spec.name
+
+
+@needs_ultralytics
+@pytest.mark.parametrize("name", ["yolov8n", "yolov10n", "yolo11n"])
+def test_a_yolo_graph_gives_the_best_confidence_and_candidates(name: str) -> None:
+    """The graph gives (best confidence, candidates x0 y0 x1 y1 conf class); the v10 head (NMS-free) gives its
+    one-to-many outputs, NMS in IADBE. (Every entry is built in the slow test below.)"""
     import torch
 
     from iadbe.graph import build_inference_graph
     from iadbe.models import create_detector, resolve_config
 
+    config = resolve_config(name, image_size=64)
+    assert config.mean == (0.0, 0.0, 0.0) and config.std == (1.0, 1.0, 1.0)
+    graph = build_inference_graph(create_detector(config, pre_trained=False).model, config)
+    with torch.no_grad():
+        scores, candidates = graph(torch.rand(2, 3, 64, 64))
+    assert scores.shape == (2,) and candidates.shape[0] == 2 and candidates.shape[2] == 6
+    assert torch.allclose(scores, candidates[..., 4].amax(dim=1))
+
+
+@needs_ultralytics
+@pytest.mark.slow
+def test_every_yolo_builds_from_its_yaml() -> None:
+    from iadbe.models import create_detector, resolve_config
+
     for spec in YOLOS:
-        config = resolve_config(spec.name, image_size=64)
-        assert config.mean == (0.0, 0.0, 0.0) and config.std == (1.0, 1.0, 1.0)
-        graph = build_inference_graph(create_detector(config, pre_trained=False).model, config)
-        with torch.no_grad():
-            scores, candidates = graph(torch.rand(2, 3, 64, 64))
-        assert scores.shape == (2,) and candidates.shape[0] == 2 and candidates.shape[2] == 6, spec.name
-        assert torch.allclose(scores, candidates[..., 4].amax(dim=1)), spec.name
+        model = create_detector(resolve_config(spec.name, image_size=64), pre_trained=False).model
+        assert model.model[-1].nc == 1, spec.name
 
 
 # --------------------------------------------------------------------------- one real training, network off
@@ -229,6 +252,11 @@ def test_a_stored_yolo_runs_through_the_inference_tab_and_gradio_client(trained_
         assert len(remote[7]["boxes"]) == len(details["boxes"]) and remote[7]["boxes"][0]["label"] == "defect"
         _, _, _, _, rerendered = client.predict(1.0, 0.5, api_name="/rerender")
         assert rerendered["boxes"] == []  # above every box: none shown
+        import requests
+
+        answer = requests.post(server.url + "api/v1/predict", params={"model": "yolo-kolektor", "threshold": 0.0},
+                               data=image.read_bytes(), timeout=120).json()
+        assert answer["boxes"] == remote[7]["boxes"] and answer["score"] == pytest.approx(remote[4], abs=1e-6)
     finally:
         server.stop()
 
@@ -269,3 +297,41 @@ def test_starting_weights_from_a_file_or_the_hub_are_checked_and_transferred(hub
     differing = [k for k in own if own[k].shape != given[k].shape]
     assert differing and copied == len(own) - len(differing)  # all but the class layers (3 classes vs 1)
     assert all(torch.equal(own[k], given[k]) for k in own if k not in differing)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _children_running(marker: str) -> list[int]:
+    """Processes whose parent is this one and whose command line holds ``marker`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and marker in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads child processes from /proc")
+def test_a_cancelled_yolo_training_stops_its_child(trained_yolo) -> None:
+    """The app's Stop button raises from the progress callback: the Ultralytics child must not train on."""
+    from iadbe.training import train
+
+    _, base, _ = trained_yolo
+
+    def progress(fraction: float, message: str) -> None:
+        if "epoch" in message:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train("yolov8n", "folder", base / "export", image_size=IMAGE_SIZE, max_epochs=50, batch_size=8,
+              out=base / "store" / "cancelled", progress=progress, export=False)
+    assert _children_running("iadbe.models.yolo_fit") == []
+    assert not (base / "store" / "cancelled").exists()

@@ -83,15 +83,8 @@ def _details(prediction: Any, model: Any, original_size: tuple[int, int]) -> dic
         "calibration": {key: (meta.get("calibration") or {}).get(key) for key in
                         ("rule", "false_alarm_rate", "pixel_false_alarm_rate", "validation_false_alarm_rate")},
         "test_metrics": meta.get("metrics"),
-        **_box_details(prediction),
+        **prediction.box_details(),  # a box detector's boxes above the threshold, in image pixels
     }
-
-
-def _box_details(prediction: Any) -> dict[str, Any]:
-    """A box detector's boxes above the threshold (image pixels, confidence); nothing for anomaly detectors."""
-    if not prediction.boxes:
-        return {}
-    return {"boxes": [box.to_dict() for box in prediction.shown_boxes]}
 
 
 def among_good_parts(percentile: float | None) -> str:

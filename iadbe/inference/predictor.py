@@ -77,6 +77,10 @@ class Prediction:
 
         return None if self.anomaly_map is None else decision_mask(self.anomaly_map, self.label, self.threshold)
 
+    def box_details(self) -> dict[str, Any]:
+        """``{"boxes": [...]}``: a box detector's boxes above the threshold as JSON; {} for anomaly detectors."""
+        return {"boxes": [box.to_dict() for box in self.shown_boxes]} if self.boxes else {}
+
     def with_threshold(self, threshold: float) -> "Prediction":
         return replace(self, threshold=check_threshold(threshold))
 

@@ -110,6 +110,8 @@ class DetectorSpec:
     pixel_false_alarm_rate: float | None = None
     #: The graph's second output is candidate boxes ``(N, A, 6)``, not an anomaly map (:mod:`iadbe.boxes`).
     boxes: bool = False
+    #: What a model card must say of the software the detector is trained with (YOLO: Ultralytics' AGPL-3.0).
+    license_note: str = ""
     notes: str = ""
 
     @property
@@ -363,6 +365,8 @@ def _register_yolo() -> None:
             generalized="iadbe.models.yolo:YoloDetector", graph="iadbe.models.yolo:graph",
             fit="iadbe.models.yolo_fit:fit", iadbe_settings="iadbe.models.yolo:iadbe_settings",
             check_iadbe_settings="iadbe.models.yolo:check_iadbe_settings",
+            license_note="Trained with Ultralytics YOLO (https://github.com/ultralytics/ultralytics), which is "
+                         "licensed under AGPL-3.0; check its terms before using or sharing this model.",
             notes=f"Ultralytics {yaml_name}, trained from scratch on the labelled defects (boxes from masks)"
                   + (f"; the study's Cardboard table has {study_column}" if study_column else ""),
         ))

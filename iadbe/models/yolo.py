@@ -96,9 +96,11 @@ class YoloDetector:
         require_ultralytics()
         from ultralytics.nn.tasks import DetectionModel
 
+        from ultralytics.nn.tasks import yaml_model_load
+
         self.names = list(names)
-        with _quiet():
-            self.model = DetectionModel(model_yaml, ch=3, nc=len(self.names), verbose=False)
+        layout = {**yaml_model_load(model_yaml), "nc": len(self.names)}  # nc set here: no "Overriding nc" log line
+        self.model = DetectionModel(layout, ch=3, nc=len(self.names), verbose=False)
         self.model.names = dict(enumerate(self.names))
         head = self.model.model[-1]
         if getattr(head, "one2one_cv2", None) is not None:
@@ -119,24 +121,6 @@ class YoloDetector:
     def eval(self) -> "YoloDetector":
         self.model.eval()
         return self
-
-
-def _quiet() -> Any:
-    """Ultralytics' model summary goes to its own logger; keep it out of IADBE's output for this call."""
-    import contextlib
-    import logging
-
-    @contextlib.contextmanager
-    def muted() -> Any:
-        log = logging.getLogger("ultralytics")
-        level = log.level
-        log.setLevel(logging.WARNING)
-        try:
-            yield
-        finally:
-            log.setLevel(level)
-
-    return muted()
 
 
 def graph(torch_model: Any, image_size: tuple[int, int] | None) -> Any:

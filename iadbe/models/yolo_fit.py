@@ -116,12 +116,16 @@ def _run_child(work: Path, progress: Callable[[float, str], None], env: dict[str
     command = [sys.executable, "-m", "iadbe.models.yolo_fit", str(work / "job.json")]
     with log_path.open("w", encoding="utf-8") as log:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=work)
-        assert child.stdout is not None
-        for line in child.stdout:
-            log.write(line)
-            if line.startswith(PROGRESS_TAG):
-                done, total = (int(v) for v in line.split()[1:3])
-                progress(_PREPARED + (1 - _PREPARED) * done / max(1, total), f"epoch {done}/{total}")
+        try:
+            for line in child.stdout or ():
+                log.write(line)
+                if line.startswith(PROGRESS_TAG):
+                    done, total = (int(v) for v in line.split()[1:3])
+                    progress(_PREPARED + (1 - _PREPARED) * done / max(1, total), f"epoch {done}/{total}")
+        except BaseException:  # a cancel raised by ``progress`` (the app's Stop button): the child stops too
+            child.kill()
+            child.wait()
+            raise
         code = child.wait()
     result_path = work / "result.json"
     if code != 0 or not result_path.is_file():
@@ -159,14 +163,14 @@ def _keep_epochs(trainer: Any, epochs: int) -> None:
 
 
 def child_main(job_path: str) -> None:
-    import torch
     from safetensors.torch import load_file, save_file
     from ultralytics.models.yolo.detect import DetectionTrainer
-    from ultralytics.nn.tasks import DetectionModel
+
+    from iadbe.models.yolo import YoloDetector
 
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     names = dict(enumerate(job["names"]))
-    model = DetectionModel(job["model_yaml"], ch=3, nc=len(names), verbose=False)
+    model = YoloDetector(job["model_yaml"], job["names"]).model  # built as the parent builds it
     model.load_state_dict(load_file(job["init"]))
     if job["weights"]:
         print(f"started from {_transfer(model, job['weights'])} tensors of {job['weights']}", file=sys.stderr)
@@ -206,7 +210,6 @@ def child_main(job_path: str) -> None:
     result = {"epochs": trainer.epoch + 1, "seconds": round(time.perf_counter() - started, 3),
               "stopped_by_time_cap": bool(job["hours"]) and trainer.epoch + 1 < job["epochs"]}
     (Path(job_path).parent / "result.json").write_text(json.dumps(result), encoding="utf-8")
-    del torch
 
 
 if __name__ == "__main__":
