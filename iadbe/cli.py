@@ -354,12 +354,10 @@ def _free_name(out: Path, stem: str) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     from iadbe.export import export_model_dir
 
-    from iadbe import store
-    from iadbe.precision import describe
+    from iadbe.precision import describe_model
 
     xml = export_model_dir(Path(args.model_dir))
-    print(f"exported {xml}")
-    print(describe(store.read_config(Path(args.model_dir)).get("precision")))
+    print(f"exported {xml}\n{describe_model(Path(args.model_dir))}")
     return 0
 
 

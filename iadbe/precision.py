@@ -148,3 +148,10 @@ def describe(record: dict[str, Any] | None) -> str:
         lines.append(f"precision on {target} ({check['device']}, {check['images']} validation images): {checked}; "
                      f"auto runs {check['auto']}")
     return "\n".join(lines)
+
+
+def describe_model(model_dir: Any) -> str:
+    """:func:`describe` of a stored model's record."""
+    from iadbe import store
+
+    return describe(store.read_config(model_dir).get("precision"))
