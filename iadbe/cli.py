@@ -33,6 +33,16 @@ def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) ->
     parser.add_argument("--category", help="category (e.g. bottle, tire); not needed for folder/kolektor")
 
 
+def _add_executor_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: each job in turn on this machine; ray: each job as a Ray task (pip install ray)")
+    parser.add_argument("--address", help="Ray cluster address (ray://HOST:10001 or HOST:6379; default: a local one)")
+    parser.add_argument("--cpus-per-job", type=float, help="Ray: CPUs per job (default: the detector's entry, 2)")
+    parser.add_argument("--gpus-per-job", type=float,
+                        help="Ray: GPU share per job, e.g. 0.25 or 1 (default: 1 for trained detectors, 0.25 for "
+                             "one-pass fits, 0 on a cluster without GPUs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iadbe", description="Industrial Anomaly Detection Benchmark Engine")
     parser.add_argument("--version", action="version", version=f"iadbe {__version__}")
@@ -135,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds before one run is stopped")
     p.add_argument("--compare-study", action="store_true",
                    help="print our numbers next to the IADBE study's (runs nothing new without --models)")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("zoo", help="maintainers: train every model on every category, push each, write the manifest")
@@ -150,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest to update (default: the shipped iadbe/models_manifest.yaml)")
     p.add_argument("--work-dir", help="where trained models wait for their push (default: IADBE_HOME/zoo)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("serve", help="start the Gradio app")

@@ -81,6 +81,13 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(args: argparse.Namespace) -> Any:
+    from iadbe.benchmark.executors import make_executor
+
+    return make_executor(args.executor, address=args.address, cpus_per_job=args.cpus_per_job,
+                         gpus_per_job=args.gpus_per_job)
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from iadbe.benchmark import RESULTS_DIR, aggregate, compare_with_study, format_comparison, load_records
     from iadbe.benchmark import run_benchmark
@@ -103,7 +110,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             split_names(args.models), args.dataset, args.root, categories, seeds=seeds, backbone=args.backbone,
             image_size=args.image_size, max_epochs=args.max_epochs, max_train_images=args.max_train_images,
             max_train_minutes=args.max_train_minutes, mode=args.mode, out=out, timeout_s=args.timeout,
-            progress=lambda f, m: print(m, flush=True))
+            progress=lambda f, m: print(m, flush=True), executor=_executor(args))
         print(result.summary())
         if "md" in result.files:
             print(result.files["md"].read_text(encoding="utf-8"))
