@@ -134,6 +134,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         backbone=args.backbone, image_size=args.image_size, max_epochs=args.max_epochs,
         max_train_images=args.max_train_images, seed=args.seed, manifest_path=args.manifest,
         work_dir=args.work_dir, private=args.private, progress=lambda message: print(message, flush=True),
+        executor=_executor(args),
     )
     print(format_zoo_report(items))
     return 1 if any(item.status == "failed" for item in items) else 0

@@ -27,16 +27,30 @@ NOT_COMPARED = {"wall_time_s", "training_time_s", "inference_ms", "peak_rss_mb",
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    """A Ray cluster on this machine for the module's tests; the driver's iadbe travels to its workers."""
+def worker_hf_home(tmp_path_factory) -> Path:
+    """The Hugging Face home of the cluster's workers: their own cache, not the driver's."""
+    return tmp_path_factory.mktemp("worker_hf")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory, hub_server, worker_hf_home):
+    """A Ray cluster on this machine for the module's tests; the driver's iadbe travels to its workers, whose
+    Hub client (only theirs: set in the workers' runtime environment) reads from the test Hub server into
+    their own cache."""
     ray = pytest.importorskip("ray")
+    from hub_server import HUB_TOKEN
+
     from iadbe import constants
 
     if ray.is_initialized():
         pytest.skip("this test process is already connected to a Ray cluster")
+    workers_env = {"HF_ENDPOINT": hub_server.url.rstrip("/"), "HF_TOKEN": HUB_TOKEN, "HF_HOME": str(worker_hf_home),
+                   "HF_HUB_CACHE": str(worker_hf_home / "hub"), "HF_HUB_OFFLINE": "0",
+                   "HF_HUB_DISABLE_TELEMETRY": "1"}
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
              logging_level="WARNING", log_to_driver=False,
-             runtime_env={"py_modules": [str(constants.PACKAGE_DIR)], "excludes": ["__pycache__"]})
+             runtime_env={"py_modules": [str(constants.PACKAGE_DIR)], "excludes": ["__pycache__"],
+                          "env_vars": workers_env})
     try:
         yield ray
     finally:
@@ -150,6 +164,51 @@ def test_a_killed_ray_worker_is_a_failed_run_and_the_next_invocation_runs_only_i
                                                                   "padim__beta__seed0": "ok"}
 
 
+@pytest.mark.slow
+def test_workers_fetch_a_hub_dataset_into_their_own_cache(ray_cluster, hub_server, worker_hf_home, tmp_path):
+    from hub_server import HUB_USER
+
+    from iadbe.benchmark import run_benchmark
+    from iadbe.benchmark.executors import make_executor
+
+    parts = make_parts_dataset(tmp_path / "parts" / "alpha", seed=3, size=64).parent
+    repo_id = f"{HUB_USER}/ray-parts-{time.time_ns()}"
+    hub_server.seed(repo_id, {p.relative_to(parts).as_posix(): p.read_bytes() for p in parts.rglob("*.png")},
+                    repo_type="dataset")
+    ref = f"hf://datasets/{repo_id}"
+    result = run_benchmark(["padim"], "folder", ref, ["alpha"], out=tmp_path / "out", image_size=64,
+                           timeout_s=600, executor=make_executor("ray", cpus_per_job=1))
+    (record,) = result.records
+    assert record["status"] == "ok", record.get("log_tail")
+    assert record["spec"]["root"] == ref  # the record names the reference, not a worker's folder
+    assert record["test_counts"]["images"] > 0
+    fetched = list((worker_hf_home / "hub").glob(f"datasets--{repo_id.replace('/', '--')}/snapshots/*/alpha/good"))
+    assert len(fetched) == 1, "the worker did not download the dataset into its own cache"
+
+
+@pytest.mark.slow
+def test_the_zoo_on_ray_trains_on_workers_and_pushes_from_the_driver(ray_cluster, hub_env, tmp_path):
+    from iadbe.benchmark.executors import make_executor
+    from iadbe.manifest import load_manifest
+    from iadbe.zoo import build_zoo
+
+    root = tmp_path / "parts"
+    for seed, category in enumerate(("alpha", "beta")):
+        make_parts_dataset(root / category, seed=seed, size=64)
+    messages: list[str] = []
+    kwargs = dict(dataset="folder", root=root, models=["padim"], repo_id=hub_env.repo_id("ray-zoo"), image_size=64,
+                  manifest_path=tmp_path / "m.yaml", work_dir=tmp_path / "zoo", progress=messages.append,
+                  executor=make_executor("ray", cpus_per_job=1))
+    first = build_zoo(**kwargs)
+    assert [(i.category, i.status) for i in first] == [("alpha", "pushed"), ("beta", "pushed")], messages
+    for category in ("alpha", "beta"):  # sent back by the workers, written here, then pushed from here
+        assert (tmp_path / "zoo" / f"padim__{category}" / "weights.safetensors").is_file()
+    assert sorted(e.category for e in load_manifest(tmp_path / "m.yaml").models) == ["alpha", "beta"]
+    assert any(m.startswith("[ray] 2 done, 0 running, 0 failed") for m in messages), messages
+    again = build_zoo(**kwargs)
+    assert [i.status for i in again] == ["skipped", "skipped"]
+
+
 # --------------------------------------------------------------------------- without Ray (fast)
 BLOCK_RAY = textwrap.dedent("""
     import sys
@@ -217,3 +276,23 @@ def test_the_local_executor_counts_and_records_a_job_that_raises():
         make_executor("local", address="ray://somewhere:10001")
     with pytest.raises(SettingsError, match="unknown executor"):
         make_executor("dask")
+
+
+def test_the_app_runs_on_the_servers_own_cluster_only(monkeypatch):
+    import gradio as gr
+
+    from iadbe import constants
+    from iadbe.app import benchmark_tab
+
+    monkeypatch.setattr(constants, "RAY_ADDRESS", "")
+    assert benchmark_tab.where_choices() == [("this server", "local")]
+    assert benchmark_tab.executor_for("local").name == "local"
+    with pytest.raises(gr.Error, match="no Ray cluster configured"):
+        benchmark_tab.executor_for("ray")
+    monkeypatch.setattr(constants, "RAY_ADDRESS", "10.1.2.3:6379")
+    assert [value for _, value in benchmark_tab.where_choices()] == ["local", "ray"]
+    with pytest.raises(gr.Error, match="Unknown place"):  # a visitor's address is no choice
+        benchmark_tab.executor_for("ray://198.51.100.7:10001")
+    pytest.importorskip("ray")
+    executor = benchmark_tab.executor_for("ray")  # made, not connected: it connects when a run starts
+    assert executor.name == "ray" and executor.address == "10.1.2.3:6379"
