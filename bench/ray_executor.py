@@ -12,7 +12,10 @@ Starts a Ray cluster on this machine (2 CPUs, no dashboard; its start is timed o
   path every run takes, without the training. Each Ray task asks for 2 CPUs, so Ray runs them one at a
   time, like the local executor: the difference is overhead, not parallelism.
 
-Prints the median milliseconds per job of each and the ratio Ray / local.
+Prints the median milliseconds per job of each and the ratio Ray / local, and splits Ray's trivial jobs into
+a fixed cost per executor run (its progress actor) and a cost per further job (from runs of N and 2N jobs).
+The benchmark jobs' figures are dominated by the child's imports, which vary by seconds on a shared machine:
+compare them only within one invocation.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     cluster_s = time.perf_counter() - started
     try:
         local, remote = make_executor("local"), make_executor("ray", cpus_per_job=2)
-        trivial = [Job(f"trivial-{i}", "iadbe.benchmark.jobs:local_location", {}) for i in range(args.trivial)]
+        doubled = [Job(f"trivial-{i}", "iadbe.benchmark.jobs:local_location", {}) for i in range(2 * args.trivial)]
+        trivial = doubled[: args.trivial]
         missing = str(Path(tempfile.gettempdir()) / "iadbe-bench-no-such-dataset")
         runs = [Job(f"run-{i}", "iadbe.benchmark.runner:run_job",
                     {"spec": RunSpec("padim", "folder", missing, f"c{i}").to_dict(), "timeout_s": 300.0})
@@ -62,10 +66,16 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             return True
 
         per_job_ms(remote, trivial[:4], ok)  # warm: the first tasks start Ray's worker processes
-        times: dict[str, list[float]] = {"trivial local": [], "trivial ray": [], "run local": [], "run ray": []}
+        times: dict[str, list[float]] = {"trivial local": [], "trivial ray": [], "run local": [], "run ray": [],
+                                         "ray fixed": [], "ray marginal": []}
         for _ in range(args.repeats):
             times["trivial local"].append(per_job_ms(local, trivial, ok))
             times["trivial ray"].append(per_job_ms(remote, trivial, ok))
+            # a run's fixed cost (the progress actor, the connection's checks) against each further job's
+            twice = per_job_ms(remote, doubled, ok) * len(doubled)
+            once = times["trivial ray"][-1] * len(trivial)
+            times["ray marginal"].append((twice - once) / len(trivial))
+            times["ray fixed"].append(once - len(trivial) * times["ray marginal"][-1])
             times["run local"].append(per_job_ms(local, runs, ok))
             times["run ray"].append(per_job_ms(remote, runs, ok))
     finally:
@@ -86,6 +96,8 @@ def main() -> None:
     for name, label in (("trivial", "trivial (executor only)"), ("run", "benchmark job (child process)")):
         here, there = result[f"{name} local"], result[f"{name} ray"]
         print(f"{label:<34} {here:>13.2f} {there:>11.2f} {there - here:>12.2f} {there / here:>6.2f}x")
+    print(f"Ray's trivial jobs split: {result['ray fixed']:.0f} ms once per executor run (the progress actor) + "
+          f"{result['ray marginal']:.1f} ms per further job")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,8 @@ def build_zoo(
                     "model": spec.name, "dataset": dataset, "root": str(root), "category": category,
                     "backbone": backbone, "image_size": image_size, "max_epochs": max_epochs,
                     "max_train_images": max_train_images, "seed": seed,
-                    "model_dir": str(work_dir / f"{spec.name}__{category}") if in_place else None}, model=spec.name))
+                    "model_dir": str(work_dir / f"{spec.name}__{category}") if in_place else None},
+                    model=spec.name, fresh_worker=True))
 
     def publish(spec: Any, category: str, trained_now: bool, error: str | None = None) -> bool:
         path_in_repo = zoo_path_in_repo(spec.name, category)

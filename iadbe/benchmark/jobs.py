@@ -41,6 +41,9 @@ class Job:
     resources: Resources = Resources()
     #: Detector name, for the default resources of a cluster (:func:`job_resources`).
     model: str = ""
+    #: True: the job runs inside the worker (the zoo's training), so a cluster gives it a new worker process
+    #: each time (its GPUs and memory are its own); False: the job starts its own child process (a benchmark run).
+    fresh_worker: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,20 @@
 
 Ray is optional (``pip install ray``); it is imported when this executor is made, never by ``import iadbe``.
 
-Each :class:`~iadbe.benchmark.executors.Job` becomes one task with ``num_cpus`` / ``num_gpus`` from
-:func:`~iadbe.benchmark.executors.job_resources` (the detector's entry, or ``--cpus-per-job`` /
-``--gpus-per-job``); Ray gives a task with GPUs its ``CUDA_VISIBLE_DEVICES``, so training takes the CUDA path
-there, and sets ``OMP_NUM_THREADS`` to its CPUs. Tasks are never retried (``max_retries=0``): a task whose
-worker dies (killed, out of memory, node lost) comes back as an error that the caller records as a failed
-run, as the local executor records a crashed child. When this executor connects, the driver's ``iadbe``
-package travels with the tasks (Ray's ``py_modules``), so every worker runs the same code as the driver; its
-other libraries (torch, anomalib, ...) must be installed on the workers. A process that is already connected
-(``ray.init`` called before) is used as it is, with the runtime environment it connected with. Results travel back as the tasks' return values and are
-written by the driver.
+* **Resources.** Each :class:`~iadbe.benchmark.jobs.Job` becomes one task with ``num_cpus`` / ``num_gpus``
+  from :func:`~iadbe.benchmark.jobs.job_resources` (the detector's entry, or ``--cpus-per-job`` /
+  ``--gpus-per-job``). Ray gives a task with GPUs its ``CUDA_VISIBLE_DEVICES``, so training takes the CUDA
+  path there, a task without any an empty one (:data:`ZERO_GPUS_HIDDEN`), and sets ``OMP_NUM_THREADS`` to
+  its CPUs. A benchmark run starts its own child process, which inherits both; a zoo job trains inside the
+  worker, so it gets a new worker each time (``max_calls=1``).
+* **Failures.** Tasks are never retried (``max_retries=0``): a task whose worker dies (killed, out of
+  memory, node lost) comes back as an error that the caller records as a failed run, as the local
+  executor records a crashed child.
+* **Code.** When this executor connects, the driver's ``iadbe`` package travels with the tasks (Ray's
+  ``py_modules``), so every worker runs the driver's code; the other libraries (torch, anomalib, ...) must
+  be installed on the workers. A process already connected (``ray.init`` called before) is used as it is,
+  with the runtime environment it connected with.
+* **Results** travel back as the tasks' return values and are written by the driver.
 
 While the tasks run, a small actor (no CPU) hears which job started where, for the "running" count and the
 machine of a job whose task died.
@@ -25,6 +29,9 @@ from typing import Any, Sequence
 from iadbe.benchmark.jobs import Job, Outcome, OutcomeHandler, Progress, ProgressEvent, call_job, job_resources
 from iadbe.errors import SettingsError
 
+#: Ray's setting that gives a task asking for no GPU an empty ``CUDA_VISIBLE_DEVICES`` (by default it sees
+#: every GPU of its node): a CPU job on a GPU node then stays off the GPUs that other jobs asked for.
+ZERO_GPUS_HIDDEN = "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"
 #: How often the driver looks for started and finished tasks (seconds).
 POLL_S = 0.5
 INSTALL_HINT = ("--executor ray needs Ray, which is an optional extra of IADBE: pip install ray "
@@ -99,7 +106,8 @@ class RayExecutor:
             return None
         from iadbe import constants
 
-        return {"py_modules": [str(constants.PACKAGE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
+        return {"py_modules": [str(constants.PACKAGE_DIR)], "excludes": ["__pycache__", "*.pyc"],
+                "env_vars": {ZERO_GPUS_HIDDEN: "1"}}
 
     def resources_for(self, job: Job) -> Any:
         """The job's resources on the connected cluster: no GPU by default where it has none, and no more
@@ -124,10 +132,11 @@ class RayExecutor:
         pending: dict[Any, Job] = {}
         try:
             board = ray.remote(num_cpus=0)(_Board).remote()
-            remote = ray.remote(_task)
+            reused, fresh = ray.remote(_task), ray.remote(max_calls=1)(_task)
             for job in jobs:
                 needs = self.resources_for(job)
                 options = {"num_cpus": needs.cpus, "num_gpus": needs.gpus, "max_retries": 0, "name": job.key}
+                remote = fresh if job.fresh_worker else reused
                 pending[remote.options(**options).remote(job.call, job.kwargs, job.key, board)] = job
             report(progress, f"submitted {len(jobs)} jobs to Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, "
                              f"{ray.cluster_resources().get('GPU', 0):g} GPUs in the cluster)")
