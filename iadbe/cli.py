@@ -36,7 +36,8 @@ def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) ->
 def _add_executor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local: each job in turn on this machine; ray: each job as a Ray task (pip install ray)")
-    parser.add_argument("--address", help="Ray cluster address (ray://HOST:10001 or HOST:6379; default: a local one)")
+    parser.add_argument("--address", help="Ray cluster (HOST:6379, ray://HOST:10001, or 'local' for a new one here; "
+                                          "default: RAY_ADDRESS or a `ray start` cluster here, else a new one)")
     parser.add_argument("--cpus-per-job", type=float, help="Ray: CPUs per job (default: the detector's entry, 2)")
     parser.add_argument("--gpus-per-job", type=float,
                         help="Ray: GPU share per job, e.g. 0.25 or 1 (default: 1 for trained detectors, 0.25 for "

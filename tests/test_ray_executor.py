@@ -296,3 +296,48 @@ def test_the_app_runs_on_the_servers_own_cluster_only(monkeypatch):
     pytest.importorskip("ray")
     executor = benchmark_tab.executor_for("ray")  # made, not connected: it connects when a run starts
     assert executor.name == "ray" and executor.address == "10.1.2.3:6379"
+
+
+@pytest.mark.slow
+def test_the_cli_starts_its_own_ray_cluster_and_records_a_failing_run(tmp_path):
+    """``iadbe benchmark --executor ray --address local``: a cluster started for the run (the driver's code
+    shipped to it), the progress lines, a run that fails in its child recorded with its machine, the cluster
+    stopped at the end (the command returns)."""
+    pytest.importorskip("ray")
+    import shutil
+    import tempfile
+
+    root = make_parts_dataset(tmp_path / "parts" / "alpha", size=64).parent
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "iadbe", "benchmark", "--models", "padim", "--dataset", "folder", "--root",
+             str(root), "--image-size", "64", "--max-train-images", "1", "--out", str(tmp_path / "out"),
+             "--executor", "ray", "--address", "local", "--cpus-per-job", "1"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONPATH": str(PROJECT), "RAY_TMPDIR": ray_tmp})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[ray] 0 done, 0 running, 1 failed, 0 waiting of 1: padim__alpha__seed0: FAILED" in done.stdout
+    assert "0 run, 0 skipped (already done), 1 failed" in done.stdout
+    record = json.loads((tmp_path / "out" / "runs" / "padim__alpha__seed0.json").read_text())
+    assert record["status"] == "failed" and record["exit_code"] == 1 and "training images" in record["log_tail"]
+    assert record["machine"]["executor"] == "ray" and record["machine"]["node_id"]
+
+
+@pytest.mark.slow
+def test_the_driver_stops_a_task_that_runs_past_its_limit(ray_cluster, monkeypatch):
+    from iadbe.benchmark import ray_executor
+    from iadbe.benchmark.executors import make_executor
+    from iadbe.benchmark.jobs import Job, Progress
+
+    monkeypatch.setattr(ray_executor, "DRIVER_GRACE_S", 1.0)  # the driver's own grace, on this driver only
+    hung = Job("hung", "subprocess:run", {"args": ["sleep", "20"]}, timeout_s=1.0)
+    outcomes = []
+    started = time.monotonic()
+    make_executor("ray", cpus_per_job=1).run([hung], lambda o: outcomes.append(o) or False, Progress(total=1),
+                                             lambda progress, event: None)
+    (outcome,) = outcomes
+    assert outcome.result is None and outcome.error.startswith("stopped by the driver: no result 2 s after it started")
+    assert time.monotonic() - started < 15

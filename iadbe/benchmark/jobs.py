@@ -44,6 +44,9 @@ class Job:
     #: True: the job runs inside the worker (the zoo's training), so a cluster gives it a new worker process
     #: each time (its GPUs and memory are its own); False: the job starts its own child process (a benchmark run).
     fresh_worker: bool = False
+    #: Seconds the job may run once started (it stops itself then; a cluster's driver also stops a task that
+    #: has not returned :data:`~iadbe.benchmark.ray_executor.DRIVER_GRACE_S` later). None: no limit.
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

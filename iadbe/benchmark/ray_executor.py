@@ -24,6 +24,7 @@ machine of a job whose task died.
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any, Sequence
 
 from iadbe.benchmark.jobs import Job, Outcome, OutcomeHandler, Progress, ProgressEvent, call_job, job_resources
@@ -32,6 +33,9 @@ from iadbe.errors import SettingsError
 #: Ray's setting that gives a task asking for no GPU an empty ``CUDA_VISIBLE_DEVICES`` (by default it sees
 #: every GPU of its node): a CPU job on a GPU node then stays off the GPUs that other jobs asked for.
 ZERO_GPUS_HIDDEN = "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"
+#: A task still running this long after its job's own time limit (which its worker enforces) is stopped by
+#: the driver: a worker that hangs, or a node cut off, does not hold the benchmark forever.
+DRIVER_GRACE_S = 120.0
 #: How often the driver looks for started and finished tasks (seconds).
 POLL_S = 0.5
 INSTALL_HINT = ("--executor ray needs Ray, which is an optional extra of IADBE: pip install ray "
@@ -141,6 +145,8 @@ class RayExecutor:
             report(progress, f"submitted {len(jobs)} jobs to Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, "
                              f"{ray.cluster_resources().get('GPU', 0):g} GPUs in the cluster)")
             where: dict[str, dict[str, Any]] = {}
+            deadlines: dict[str, float] = {}
+            stopped: dict[str, str] = {}
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
                 for key, location in ray.get(board.take.remote()):
@@ -148,9 +154,12 @@ class RayExecutor:
                     if key not in progress.running:
                         progress.start(key)
                         report(progress, f"{key}: started on {location.get('hostname')}")
+                self._stop_overdue(pending, where, deadlines, stopped)
                 for ref in ready:
                     job = pending.pop(ref)
                     outcome = self._outcome(job, ref, where.get(job.key, {"executor": "ray"}))
+                    if job.key in stopped and outcome.error is not None:
+                        outcome = Outcome(job, None, stopped[job.key], outcome.location)
                     progress.start(job.key)  # a job too short to be seen starting still counts once
                     ok = handle(outcome)
                     progress.finish(job.key, ok)
@@ -165,6 +174,20 @@ class RayExecutor:
                 ray.kill(board)
             if owned:
                 ray.shutdown()
+
+    def _stop_overdue(self, pending: dict[Any, Job], where: dict[str, Any], deadlines: dict[str, float],
+                      stopped: dict[str, str]) -> None:
+        """Cancel the tasks that run past their job's limit plus :data:`DRIVER_GRACE_S` (counted from when
+        they started, not from when they were queued)."""
+        now = time.monotonic()
+        for ref, job in pending.items():
+            if job.timeout_s is None or job.key not in where or job.key in stopped:
+                continue
+            deadline = deadlines.setdefault(job.key, now + job.timeout_s + DRIVER_GRACE_S)
+            if now > deadline:
+                stopped[job.key] = (f"stopped by the driver: no result {job.timeout_s + DRIVER_GRACE_S:.0f} s after "
+                                    "it started (its worker hung or its node was cut off)")
+                self.ray.cancel(ref, force=True)
 
     def _outcome(self, job: Job, ref: Any, location: dict[str, Any]) -> Outcome:
         ray = self.ray

@@ -138,8 +138,8 @@ def run_specs(specs: Sequence[RunSpec], out: str | Path, *, timeout_s: float = D
     done = finished_ids(out)
     result.skipped = [spec.run_id for spec in specs if spec.run_id in done]
     todo = {spec.run_id: spec for spec in specs if spec.run_id not in done}
-    jobs = [Job(run_id, f"{__name__}:run_job", {"spec": spec.to_dict(), "timeout_s": timeout_s}, model=spec.model)
-            for run_id, spec in todo.items()]
+    jobs = [Job(run_id, f"{__name__}:run_job", {"spec": spec.to_dict(), "timeout_s": timeout_s}, model=spec.model,
+                timeout_s=timeout_s) for run_id, spec in todo.items()]
 
     def handle(outcome: Outcome) -> bool:
         spec = todo[outcome.job.key]
@@ -148,6 +148,8 @@ def run_specs(specs: Sequence[RunSpec], out: str | Path, *, timeout_s: float = D
         write_record(record_path(out, spec), record)
         ok = record.get("status") == "ok"
         (result.ran if ok else result.failed).append(spec.run_id)
+        if not ok:
+            report(counts.fraction, f"{spec.run_id} failed: {record.get('reason')}")
         return ok
 
     counts = Progress(total=len(specs), skipped=len(result.skipped), executor=executor.name)
