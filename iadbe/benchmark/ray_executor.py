@@ -158,7 +158,7 @@ class RayExecutor:
                 for ref in ready:
                     job = pending.pop(ref)
                     outcome = self._outcome(job, ref, where.get(job.key, {"executor": "ray"}))
-                    if job.key in stopped and outcome.error is not None:
+                    if job.key in stopped:  # whatever came back is the fallout of the stop
                         outcome = Outcome(job, None, stopped[job.key], outcome.location)
                     progress.start(job.key)  # a job too short to be seen starting still counts once
                     ok = handle(outcome)
