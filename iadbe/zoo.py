@@ -156,11 +156,14 @@ def build_zoo(
         model, _, category = outcome.job.key.partition("/")
         error = outcome.error
         if error is None and outcome.result and "files" in outcome.result:
-            _write_model_dir(work_dir / f"{model}__{category}", outcome.result["files"])
+            try:
+                _write_model_dir(work_dir / f"{model}__{category}", outcome.result["files"])
+            except OSError as err:  # StoreError included: a path outside the folder
+                error = f"the model sent back could not be written: {err}"
         return publish(get_spec(model), category, trained_now=True, error=error)
 
     def on_event(progress: Progress, event: str) -> None:
-        report(event.replace(": started", ": training") if event.endswith(": started") else progress.line())
+        report(event.replace(": started", ": training") if ": started" in event else progress.line())
 
     executor.run(jobs, handle, Progress(total=len(order), skipped=len(order) - len(jobs), executor=executor.name),
                  on_event)
@@ -190,12 +193,16 @@ def _write_model_dir(model_dir: Path, files: dict[str, bytes]) -> None:
     """A model directory sent back by a worker, written next to ``model_dir`` and then moved in place."""
     staging = model_dir.with_name(f".{model_dir.name}.incoming")
     shutil.rmtree(staging, ignore_errors=True)
-    for relative, data in files.items():
-        target = staging / relative
-        if not target.resolve().is_relative_to(staging.resolve()):
-            raise StoreError(f"a worker sent a file outside the model folder: {relative}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    try:
+        for relative, data in files.items():
+            target = staging / relative
+            if not target.resolve().is_relative_to(staging.resolve()):
+                raise StoreError(f"a worker sent a file outside the model folder: {relative}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     shutil.rmtree(model_dir, ignore_errors=True)
     staging.rename(model_dir)
 

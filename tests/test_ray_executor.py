@@ -351,3 +351,17 @@ def test_the_driver_stops_a_task_that_runs_past_its_limit(ray_cluster, monkeypat
     (outcome,) = outcomes
     assert outcome.result is None and outcome.error.startswith("stopped by the driver: no result 2 s after it started")
     assert time.monotonic() - started < 15
+
+
+def test_a_model_sent_back_by_a_worker_is_written_inside_its_folder_only(tmp_path):
+    from iadbe.errors import StoreError
+    from iadbe.zoo import _write_model_dir
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "stale.txt").write_text("from an older attempt")
+    _write_model_dir(tmp_path / "m", {"iadbe.json": b"{}", "openvino/model.xml": b"<xml/>"})
+    assert sorted(p.relative_to(tmp_path / "m").as_posix() for p in (tmp_path / "m").rglob("*") if p.is_file()) == [
+        "iadbe.json", "openvino/model.xml"]
+    with pytest.raises(StoreError, match="outside"):
+        _write_model_dir(tmp_path / "n", {"../evil.txt": b"x"})
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "n").exists()
