@@ -73,7 +73,7 @@ def _task(call: str, kwargs: dict[str, Any], key: str, board: Any) -> dict[str, 
 
     location = {"executor": "ray", "hostname": socket.gethostname(),
                 "node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id()}
-    board.start.remote(key, location)
+    ray.get(board.start.remote(key, location))  # heard before the job runs: a worker killed now still has a place
     return {"result": call_job(call, kwargs), "location": location}
 
 
