@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -55,6 +56,10 @@ def trained_model(name: str, train_images: int = 40) -> Path:
 
     target = CACHE / f"{name}-{train_images}"
     if (target / "iadbe.json").is_file():
+        if "precision" not in json.loads((target / "iadbe.json").read_text()):
+            from iadbe.export import export_model_dir
+
+            export_model_dir(target)  # a model cached before the precision check (issue 17): check it now
         return target
     if (TIRE / "tire").is_dir():
         train(name, "mvtec3d", TIRE, category="tire", out=target, max_train_images=train_images, overwrite=True)

@@ -1,5 +1,5 @@
-"""The ``iadbe`` commands around the pipeline: the catalogue (``models``, ``backbones``), publishing (``push``,
-``zoo``), ``benchmark`` and ``serve``. :mod:`iadbe.cli` builds the parser and runs them.
+"""The ``iadbe`` commands around the pipeline: the catalogue (``models``, ``backbones``), ``convert``, publishing
+(``push``, ``zoo``), ``benchmark`` and ``serve``. :mod:`iadbe.cli` builds the parser and runs them.
 
 Heavy libraries are imported inside each command, so ``iadbe --help`` stays instant.
 """
@@ -98,6 +98,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if not args.dataset:
         raise SettingsError("--dataset is required")
     out = Path(args.out) if args.out else RESULTS_DIR / args.dataset
+    mode = "kfold" if getattr(args, "protocol", "split") == "kfold" else args.mode
     if args.models:
         if not args.root:
             raise SettingsError("--root is required to run models")
@@ -109,14 +110,24 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         result = run_benchmark(
             split_names(args.models), args.dataset, args.root, categories, seeds=seeds, backbone=args.backbone,
             image_size=args.image_size, max_epochs=args.max_epochs, max_train_images=args.max_train_images,
-            max_train_minutes=args.max_train_minutes, mode=args.mode, out=out, timeout_s=args.timeout,
+            max_train_minutes=args.max_train_minutes, mode=mode, folds=args.folds,
+            timing_images=args.timing_images, out=out, timeout_s=args.timeout,
             progress=lambda f, m: print(m, flush=True), executor=_executor(args))
         print(result.summary())
         if "md" in result.files:
             print(result.files["md"].read_text(encoding="utf-8"))
     elif not args.compare_study:
         raise SettingsError("name --models to run, or --compare-study to compare stored results")
-    if args.compare_study:
+    if args.compare_study and mode == "kfold":
+        from iadbe.benchmark.kfold_report import kfold_markdown
+
+        records = load_records(out)
+        if not any(r.get("mode") == "kfold" for r in records):
+            raise SettingsError(f"no finished k-fold runs in {out}; run the benchmark with --protocol kfold first")
+        text = kfold_markdown(aggregate(records), records, compare_study=True)
+        (out / "kfold_vs_study.md").write_text(text + "\n", encoding="utf-8")
+        print(text)
+    elif args.compare_study:
         flat = mean_rows(aggregate(load_records(out)))
         if not flat:
             raise SettingsError(f"no finished runs in {out}; run the benchmark first")
@@ -138,6 +149,14 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     )
     print(format_zoo_report(items))
     return 1 if any(item.status == "failed" for item in items) else 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from iadbe.data.convert import convert_dataset
+
+    result = convert_dataset(args.src, args.dst, args.to, category=args.category, overwrite=args.overwrite)
+    print(result.report())
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

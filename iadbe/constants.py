@@ -49,11 +49,11 @@ BACKENDS = ("auto", "torch", "openvino")
 MODEL_CACHE_SIZE = _env_int("IADBE_MODEL_CACHE_SIZE", 4)
 #: Threads for CPU inference (0 = library default).
 CPU_THREADS = _env_int("IADBE_CPU_THREADS", 0)
-#: OpenVINO inference precision on CPU: f32 (default: same numbers as torch), or bf16 (about 2x faster on CPUs
-#: with AMX/AVX512-BF16; normalised scores move by up to ~0.02, see docs/notes/performance.md).
-OV_PRECISION = os.environ.get("IADBE_OV_PRECISION", "f32").strip().lower() or "f32"
-#: The OpenVINO precisions ``load_model(precision=...)`` and ``iadbe predict --precision`` take.
-PRECISIONS = ("f32", "bf16")
+#: Inference precision: auto (default: the fastest precision the model's export check kept, where this machine
+#: runs it natively; f32 otherwise, see iadbe/precision.py), f32 (the same numbers as torch on CPU), bf16 or f16.
+OV_PRECISION = os.environ.get("IADBE_OV_PRECISION", "auto").strip().lower() or "auto"
+#: The precisions ``load_model(precision=...)`` and ``iadbe predict --precision`` take.
+PRECISIONS = ("auto", "f32", "bf16", "f16")
 #: Folder where OpenVINO caches compiled models (off by default: a later load of a model takes 30 ms instead
 #: of 150 ms, but every cached model costs its full size again on disk; docs/notes/performance.md).
 OV_CACHE_DIR = os.environ.get("IADBE_OV_CACHE_DIR", "")
@@ -111,3 +111,13 @@ def server_port() -> str:
     """``PORT`` (set by hosting platforms), else ``GRADIO_SERVER_PORT`` ("" when neither is set); read when the
     app starts."""
     return os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT", "")
+
+
+def yolo_subprocess_env(config_dir: Path) -> dict[str, str]:
+    """The environment of IADBE's YOLO training subprocess (:mod:`iadbe.models.yolo_fit`): this process's,
+    plus Ultralytics' own offline settings, which therefore never reach the process that starts it:
+    ``YOLO_OFFLINE=1`` (no online check, no usage events), ``YOLO_CONFIG_DIR`` (its settings file goes to the
+    run's own folder, not the user's home)."""
+    env = dict(os.environ)
+    env.update({"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(config_dir), "YOLO_AUTOINSTALL": "False"})
+    return env

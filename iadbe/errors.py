@@ -49,3 +49,7 @@ class QuotaError(IADBEError, PermissionError):
 
 class WorkspaceError(IADBEError, LookupError):
     """A model or folder is not in the visitor's workspace (it does not exist, or it belongs to someone else)."""
+
+
+class TrainingError(IADBEError, RuntimeError):
+    """A training run failed for a reason outside the user's settings (e.g. a detector's trainer crashed)."""

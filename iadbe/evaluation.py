@@ -48,6 +48,7 @@ def run_backend(
 ) -> Outputs:
     """Raw outputs of a backend (``iadbe.inference.backends``) over ``samples``, images read as
     inference reads them."""
+    from iadbe.data.training_set import read_mask
     from iadbe.images import load_image, to_batch
 
     progress = progress or _no_progress
@@ -63,7 +64,7 @@ def run_backend(
             labels.append(int(sample.label))
             paths.append(str(sample.image))
             if has_masks:
-                masks.append(_read_mask(sample, image_size))
+                masks.append(read_mask(sample, image_size))
         progress(min(1.0, (start + len(chunk)) / max(1, len(samples))), f"{start + len(chunk)}/{len(samples)}")
     return Outputs(
         scores=np.concatenate(scores) if scores else np.zeros(0, np.float32),
@@ -104,18 +105,6 @@ def evaluate_model_dir(
     splits = load_dataset(dataset, root, category)
     outputs = run_backend(model.backend, splits.test, model.config.image_size, progress=progress)
     return score_outputs(outputs, calibration, model.config.segmentation), splits.report()
-
-
-def _read_mask(sample: Any, image_size: tuple[int, int]) -> np.ndarray:
-    """Ground truth at the model's size (nearest), all-False for normal images without a mask."""
-    import cv2
-    from PIL import Image
-
-    if not getattr(sample, "mask", None):
-        return np.zeros(image_size, dtype=bool)
-    with Image.open(sample.mask) as mask:
-        array = np.asarray(mask.convert("L"))
-    return cv2.resize(array, image_size[::-1], interpolation=cv2.INTER_NEAREST) > 0
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -50,5 +50,25 @@ def export_model_dir(model_dir: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     meta.pop("files", None)
+    meta["precision"] = _recheck_precisions(model_dir / OPENVINO_DIR / OPENVINO_XML, meta, config, graph)
+    if meta["precision"] is None:
+        meta.pop("precision")
     store.write_config(model_dir, meta)
     return model_dir / OPENVINO_DIR / OPENVINO_XML
+
+
+def _recheck_precisions(xml: Path, meta: dict[str, Any], config: Any, graph: Any) -> dict[str, Any] | None:
+    """The lower-precision check again, on the validation images iadbe.json names where they are still on
+    disk (synthetic anomalies are not kept); None without any, so that ``auto`` runs f32."""
+    from iadbe.data.samples import ANOMALOUS, NORMAL, Sample
+    from iadbe.calibration import Calibration
+    from iadbe.precision import check_export
+
+    images = (meta.get("calibration") or {}).get("images") or {}
+    samples = [Sample(Path(path), label) for key, label in (("normal", NORMAL), ("real_defects", ANOMALOUS))
+               for path in images.get(key) or () if Path(path).is_file()]
+    if not samples or "postprocess" not in meta:
+        logger.warning("%s: its validation images are not on this machine; the lower precisions stay unchecked "
+                       "and precision=auto runs f32", xml.parent.parent)
+        return None
+    return check_export(xml, samples, config.image_size, Calibration.from_dict(meta["postprocess"]), graph)

@@ -104,8 +104,9 @@ def _body(meta: dict[str, Any], metrics: dict[str, float], license_id: str, uri:
     dataset = _dataset(meta)
     name = meta.get("name") or meta.get("model", "model")
     size = meta.get("image_size") or []
+    spec = _spec(meta)
     rows = [
-        ("Detector", f"`{meta.get('model', '?')}` (anomalib)"),
+        ("Detector", f"`{meta.get('model', '?')}` ({spec.family if spec and not spec.anomalib_class else 'anomalib'})"),
         ("Backbone", f"`{meta['backbone']}`" if meta.get("backbone") else "none"),
         ("Dataset", f"{dataset.get('name', '?')}" + (f", category `{dataset['category']}`" if dataset.get("category") else "")),
         ("Input size (H x W)", " x ".join(str(s) for s in size) if size else "?"),
@@ -147,7 +148,20 @@ def _body(meta: dict[str, Any], metrics: dict[str, float], license_id: str, uri:
                      "(non-commercial, share-alike); the model inherits that license from its training data.")
     else:
         lines.append(f"`{license_id}`.")
+    if spec is not None and spec.license_note:
+        lines += ["", spec.license_note]
     return "\n".join(lines) + "\n"
+
+
+def _spec(meta: dict[str, Any]) -> Any:
+    """The registry entry of the model's detector (None for a detector this installation does not know)."""
+    from iadbe.errors import SettingsError
+    from iadbe.models import get_spec
+
+    try:
+        return get_spec(str(meta.get("model", "")))
+    except SettingsError:
+        return None
 
 
 def build_model_card(

@@ -65,6 +65,33 @@ def contour_overlay(image: np.ndarray, mask: np.ndarray | None, thickness: int |
     return out
 
 
+def box_overlay(image: np.ndarray, boxes: Any, thickness: int | None = None) -> np.ndarray:
+    """A box detector's boxes (:class:`iadbe.boxes.Box`, image pixels) with their class and confidence."""
+    import cv2
+
+    out = np.ascontiguousarray(image.copy())
+    height, width = out.shape[:2]
+    thickness = thickness or max(1, round(min(height, width) / 200))
+    scale = max(0.35, min(height, width) / 700)
+    for box in boxes:
+        x0, y0 = int(round(box.x0)), int(round(box.y0))
+        x1, y1 = max(x0 + 1, int(round(box.x1)) - 1), max(y0 + 1, int(round(box.y1)) - 1)
+        cv2.rectangle(out, (x0, y0), (x1, y1), YELLOW, thickness)
+        text = f"{box.label} {box.raw_score:.2f}".strip()
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = y0 - th - base - 2 if y0 - th - base - 2 >= 0 else min(y0 + thickness, height - th - base - 2)
+        cv2.rectangle(out, (x0, top), (min(width - 1, x0 + tw + 4), top + th + base + 2), YELLOW, -1)
+        cv2.putText(out, text, (x0 + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
+    return out
+
+
+def outline(prediction: Any, picture: np.ndarray) -> np.ndarray:
+    """The decision drawn on ``picture``: a box detector's boxes above the threshold, else the mask's contours."""
+    if prediction.boxes:
+        return box_overlay(picture, prediction.shown_boxes)
+    return contour_overlay(picture, prediction.mask)
+
+
 def mask_image(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     """The binary mask as a black/white RGB picture."""
     if mask is None:
@@ -133,7 +160,7 @@ def render_prediction(prediction: Any, opacity: float = 0.5, threshold: float | 
         "original": image,
         "heatmap": heatmap_overlay(image, amap, opacity),
         "mask": mask_overlay(image, mask, opacity),
-        "contours": contour_overlay(image, mask),
+        "contours": outline(prediction, image),  # a box detector: its boxes with their confidence
     }
     if with_panel:
         caption = (f"{prediction.name}: {prediction.label_text} (score {prediction.score:.3f}, "
@@ -147,7 +174,7 @@ def frame_overlay(prediction: Any, opacity: float = 0.5, index: int | None = Non
     and a banner with the frame number, the score and the label (red when anomalous, green when normal)."""
     import cv2
 
-    picture = contour_overlay(heatmap_overlay(prediction.image, prediction.anomaly_map, opacity), prediction.mask)
+    picture = outline(prediction, heatmap_overlay(prediction.image, prediction.anomaly_map, opacity))
     height, width = picture.shape[:2]
     bar = max(14, min(40, height // 12))
     colour = RED if prediction.label else GREEN

@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -95,6 +95,8 @@ def train(
     from iadbe import backbones, store
     from iadbe.calibration import check_false_alarm_rate
     from iadbe.data import load_dataset
+    from iadbe.data.supervised import check_training_samples, supervised_splits
+    from iadbe.fitting import fit_detector
     from iadbe.metrics import confusion
     from iadbe.models import check_availability, create_detector, get_spec, resolve_config
 
@@ -122,24 +124,29 @@ def train(
     progress(0.0, "reading the dataset")
     if splits is None:
         splits = load_dataset(dataset, root, category, seed=seed)
-    train_samples = _subset(splits.train, max_train_images, seed)
+    if spec.supervised:
+        splits = supervised_splits(splits, seed)
+    normals = [s for s in splits.train if not s.is_anomalous]
+    chosen = _subset(normals, max_train_images, seed)
+    train_samples = chosen + [s for s in splits.train if s.is_anomalous]
     report = splits.report()
-    if len(train_samples) != len(splits.train):
-        report += f"\ntraining on a seeded subset of {len(train_samples)} of {len(splits.train)} normal images"
+    if len(chosen) != len(normals):
+        report += f"\ntraining on a seeded subset of {len(chosen)} of {len(normals)} normal images"
     logger.info("%s", report)
-    _check_train_size(config, len(train_samples))
+    check_training_samples(train_samples, spec.supervised, spec.display_name)
+    _check_train_size(config, sum(not s.is_anomalous for s in train_samples))
 
     _seed_everything(seed)
     module = create_detector(config, pre_trained=True)
     started = time.perf_counter()
-    epochs_trained = _fit(module, train_samples, config, batch_size or config.train_batch_size, progress,
-                          max_train_minutes, seed=seed)
+    fitted = fit_detector(spec, module, train_samples, splits.val, config, batch_size or config.train_batch_size,
+                          lambda fraction, message: progress(_FIT * fraction, message), max_train_minutes, seed)
     training_time = time.perf_counter() - started
 
     from iadbe.evaluation import run_backend, score_outputs, torch_runner
     from iadbe.graph import build_inference_graph
 
-    graph = build_inference_graph(module.model, config)
+    graph = build_inference_graph(fitted.model, config)
     runner = torch_runner(graph)
     progress(_FIT, "calibrating thresholds on validation data")
     val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
@@ -168,9 +175,11 @@ def train(
         "test_counts": {"images": int(len(test.labels)), "anomalous": int(test.labels.sum()),
                         **confusion(test.scores, test.labels, calibration.image_threshold)},
         "train_images": len(train_samples),
+        "train_defects": sum(s.is_anomalous for s in train_samples),
         "seed": seed,
         "training_time_s": round(training_time, 3),
-        "epochs_trained": epochs_trained,
+        "epochs_trained": fitted.epochs_trained,
+        **({"fit": fitted.record} if fitted.record else {}),
         "study_epochs": spec.max_epochs,
         "max_train_minutes": max_train_minutes,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -179,11 +188,14 @@ def train(
     }
     progress(_FIT + _CALIBRATE + _TEST, "writing the model directory and exporting to OpenVINO")
     with store.staged_model_dir(target, overwrite=overwrite) as staging:
-        store.save_weights(module.model.state_dict(), staging / store.WEIGHTS_FILE)
+        store.save_weights(fitted.model.state_dict(), staging / store.WEIGHTS_FILE)
         if export:
             from iadbe.export import export_openvino
+            from iadbe.precision import check_export
 
-            export_openvino(graph, config.image_size, staging / "openvino")
+            xml = export_openvino(graph, config.image_size, staging / "openvino")
+            progress(_FIT + _CALIBRATE + _TEST, "checking lower precisions on the validation images")
+            meta["precision"] = check_export(xml, splits.val, config.image_size, calibration, graph)
         store.write_config(staging, meta)
     progress(1.0, "done")
     meta = store.read_config(target)
@@ -233,83 +245,6 @@ def calibration_record(calibration: Any, samples: Sequence[Any], val: Any) -> di
                               "real_defects": [round(float(v), 6) for v in val.scores[labels & ~kinds]],
                               "synthetic": [round(float(v), 6) for v in val.scores[labels & kinds]]},
     }
-
-
-def _fit(module: Any, samples: Sequence[Any], config: Any, batch_size: int, progress: ProgressFn,
-         max_minutes: float | None = None, seed: int = 0) -> float:
-    """Fit ``module``; returns the epochs trained (batches done / batches per epoch: fewer than asked when
-    ``max_minutes`` ran out, possibly part of one)."""
-    import lightning.pytorch as pl
-    import torch
-
-    from iadbe.data.training_set import make_train_loader
-
-    loader = make_train_loader(samples, config.image_size, batch_size, seed=seed)  # the run's seed: its order
-    trainer_args = dict(getattr(module, "trainer_arguments", {}) or {})
-    for key in ("val_check_interval", "check_val_every_n_epoch", "num_sanity_val_steps", "devices"):
-        trainer_args.pop(key, None)
-    trainer_args.setdefault("max_epochs", config.max_epochs)
-    if config.max_epochs != trainer_args["max_epochs"] and trainer_args["max_epochs"] != 1:
-        trainer_args["max_epochs"] = config.max_epochs
-    counter = _ProgressCallback(progress, len(loader))
-    trainer = pl.Trainer(
-        accelerator="gpu" if torch.cuda.is_available() else "cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[counter],
-        max_time={"seconds": max_minutes * 60} if max_minutes else None,
-        default_root_dir=str(constants.IADBE_HOME / "lightning"),
-        **trainer_args,
-    )
-    reports_fit = hasattr(module.model, "fit_progress")  # e.g. PatchCore's coreset selection
-    if reports_fit:
-        module.model.fit_progress = _fit_phase_progress(progress)
-    try:
-        trainer.fit(module, train_dataloaders=loader)
-    finally:
-        if reports_fit:
-            module.model.fit_progress = None
-    module.cpu().eval()
-    return round(counter.batches / max(1, len(loader)), 2)
-
-
-def _ProgressCallback(progress: ProgressFn, batches: int) -> Any:  # noqa: N802 (factory of a Callback)
-    from lightning.pytorch import Callback
-
-    class ProgressCallback(Callback):
-        batches = 0  # training batches done, over all epochs
-
-        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-            self.batches += 1
-            epochs = max(1, trainer.max_epochs or 1)
-            done = (trainer.current_epoch + (batch_idx + 1) / max(1, batches)) / epochs
-            progress(_FIT * min(done, 1.0) * 0.9, f"epoch {trainer.current_epoch + 1}/{epochs}, "
-                                                  f"batch {batch_idx + 1}/{batches}")
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            epochs = max(1, trainer.max_epochs or 1)
-            if trainer.current_epoch + 1 >= epochs:
-                progress(_FIT * 0.9, "fitting the model (memory bank / statistics)")
-
-    return ProgressCallback()
-
-
-def _fit_phase_progress(progress: ProgressFn) -> Callable[[int, int], None]:
-    """``(done, total)`` of a model's own fit phase (the last tenth of the fit's share), with an ETA."""
-    started: dict[str, float] = {}  # time of the phase's first report
-
-    def report(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - started.setdefault("at", time.perf_counter())
-        fraction = min(1.0, done / max(1, total))
-        eta = f", about {elapsed * (1 - fraction) / fraction:.0f} s left" if fraction > 0.02 else ""
-        progress(_FIT * (0.9 + 0.1 * fraction), f"fitting the model (memory bank): {done}/{total}{eta}")
-
-    return report
 
 
 def _span(progress: ProgressFn, start: float, width: float, label: str) -> ProgressFn:

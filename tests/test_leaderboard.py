@@ -186,8 +186,8 @@ def test_shipped_benchmarks_are_grouped_by_folder():
         pytest.skip("no docs/benchmark in this checkout")
     board = load_leaderboard({"docs/benchmark": docs})
     runs = board.runs()
-    expected = {(f"docs/benchmark/{p.parent.parent.name}", json.loads(p.read_text())["model"])
-                for p in docs.glob("*/runs/*.json") if json.loads(p.read_text())["status"] == "ok"}
+    expected = {(f"docs/benchmark/{p.parent.parent.relative_to(docs).as_posix()}", json.loads(p.read_text())["model"])
+                for p in docs.rglob("runs/*.json") if json.loads(p.read_text())["status"] == "ok"}  # kfold/<category>
     assert set(zip(runs["benchmark"], runs["model"])) == expected
 
 

@@ -149,7 +149,7 @@ def test_the_toy_loads_and_predicts_alike_in_torch_and_openvino(trained: Any, da
     images = sorted((dataset / "defect").glob("*.png"))[:2] + sorted((dataset / "good").glob("*.png"))[:2]
     by_backend = {}
     for backend in ("torch", "openvino"):
-        model = load_model(trained.model_dir, backend=backend)
+        model = load_model(trained.model_dir, backend=backend, precision="f32")
         assert model.backend_name == backend
         by_backend[backend] = model.predict(images, batch_size=3)
     torch_scores = np.array([p.score for p in by_backend["torch"]])

@@ -235,6 +235,15 @@ def pick_cell(table: Any, dataset: Any, evt: gr.SelectData) -> tuple:
     return (model, form_kind, root, category, int(size) if size.isdigit() else gr.skip(), note)
 
 
+@user_errors
+def kfold_comparison(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> str:
+    """The k-fold comparison of supervised and anomaly detectors found in the results folders."""
+    from iadbe.benchmark.report import comparison_markdown
+
+    found = comparison_markdown(list(result_roots(visitor_workspace(request, profile)).values()))
+    return found or "No k-fold runs yet: `iadbe benchmark ... --models padim,patchcore,unet_lite0 --protocol kfold`."
+
+
 # --------------------------------------------------------------------------- results browser
 @user_errors
 def list_results(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> Any:
@@ -323,6 +332,9 @@ def build() -> dict[str, Any]:
     gr.Markdown("#### IADBE runs, by benchmark")
     runs = gr.Dataframe(label="runs", interactive=False, elem_id="lb-runs", max_height=420, wrap=False)
 
+    gr.Markdown("#### Supervised vs anomaly detectors (k-fold; `iadbe benchmark --protocol kfold`)")
+    kfold = gr.Markdown(elem_id="bench-kfold")
+
     gr.Markdown("#### Run a benchmark")
     picked = gr.Markdown(elem_id="lb-picked")
     with gr.Row():
@@ -371,11 +383,13 @@ def build() -> dict[str, Any]:
                        show_progress="hidden")
     refresh.click(list_results, None, files, api_name="benchmark_results")
     files.change(show_result, files, [shown_table, shown_text, shown_image], api_name="benchmark_result")
-    return {"filters": filters, "views": views, "files": files, "shown": [shown_table, shown_text, shown_image]}
+    return {"filters": filters, "views": views, "files": files, "shown": [shown_table, shown_text, shown_image],
+            "kfold": kfold}
 
 
 def on_load(demo: gr.Blocks, parts: dict[str, Any]) -> None:
     """Fill the tab when a page opens: the leaderboard (``/leaderboard``) and the results browser's list."""
     demo.load(leaderboard, parts["filters"], parts["views"], api_name="leaderboard", show_progress="hidden")
+    demo.load(kfold_comparison, None, parts["kfold"], api_visibility="private", show_progress="hidden")
     demo.load(list_results, None, parts["files"], api_visibility="private", show_progress="hidden").then(
         show_result, parts["files"], parts["shown"], api_visibility="private", show_progress="hidden")

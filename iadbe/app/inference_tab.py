@@ -56,7 +56,8 @@ def for_display(prediction: Any, max_side: int = DISPLAY_MAX_SIDE) -> Any:
     amap = prediction.anomaly_map
     if amap is not None:
         amap = cv2.resize(amap, size, interpolation=cv2.INTER_LINEAR)
-    return dataclasses.replace(prediction, image=image, anomaly_map=amap)
+    boxes = tuple(box.scaled(size[0] / width, size[1] / height) for box in prediction.boxes)
+    return dataclasses.replace(prediction, image=image, anomaly_map=amap, boxes=boxes)
 
 
 def _run_info(prediction: Any) -> str:
@@ -82,6 +83,7 @@ def _details(prediction: Any, model: Any, original_size: tuple[int, int]) -> dic
         "calibration": {key: (meta.get("calibration") or {}).get(key) for key in
                         ("rule", "false_alarm_rate", "pixel_false_alarm_rate", "validation_false_alarm_rate")},
         "test_metrics": meta.get("metrics"),
+        **prediction.box_details(),  # a box detector's boxes above the threshold, in image pixels
     }
 
 
@@ -147,6 +149,11 @@ def rerender(state: Any, threshold: float, opacity: float) -> tuple:
     views = render_prediction(prediction, opacity, threshold, with_panel=False)
     label = prediction.with_threshold(threshold).label_text
     details = {**state["details"], "threshold": threshold, "label": label}
+    if prediction.boxes:  # boxes in the original image's pixels, as /predict gave them
+        original = state["details"]["image_size"]
+        scale = original[0] / prediction.image.shape[0]
+        shown = prediction.with_threshold(threshold)
+        details["boxes"] = [box.scaled(scale, scale).to_dict() for box in shown.shown_boxes]
     return (*_view_files(views, ("heatmap", "mask", "contours")), label, details)
 
 

@@ -11,7 +11,7 @@ view downloads); these routes are one::
 Options of both predict routes (query parameters): ``threshold`` (0.5 = the calibrated point),
 ``false_alarm_rate`` (e.g. 0.01: the share of good parts that may be flagged), ``backend``
 (auto/torch/openvino), ``mask`` (none, ``png``: the decision mask as a base64 PNG, ``polygons``: its regions
-as ``[[x, y], ...]`` outlines), and for raw bodies ``name`` (the file name echoed back).
+as ``[[x, y], ...]`` outlines), for raw bodies ``name`` (echoed back). A box detector (YOLO) adds ``boxes``.
 
 The routes use what the Inference tab uses: ``common.resolve_model`` (only models the caller may use),
 ``load_model`` (the same model cache) and ``LoadedModel.predict`` (the same decisions); nothing is
@@ -210,7 +210,7 @@ def prediction_json(prediction: Any, model_id: str, mask: str) -> dict[str, Any]
     out: dict[str, Any] = {
         "file": prediction.name, "model": model_id, "score": round(prediction.score, 6),
         "label": prediction.label_text, "anomalous": prediction.label, "threshold": prediction.threshold,
-        "raw_score": prediction.raw_score, "normal_percentile": prediction.normal_percentile,
+        "raw_score": prediction.raw_score, "normal_percentile": prediction.normal_percentile, **prediction.box_details(),
         "image_size": list(prediction.image.shape[:2]), "backend": prediction.backend, "device": prediction.device,
         "timings_ms": {key: round(value, 3) for key, value in prediction.timings_ms.items()},
     }

@@ -54,7 +54,7 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if record.get("status") != "ok":
             continue
         mode = record.get("mode", "per_category")
-        if mode == "per_category":
+        if mode in ("per_category", "kfold"):  # kfold: the folds pooled like seeds
             groups[(mode, record["model"], record["category"])].append(
                 {"metrics": record["metrics"], "record": record})
         else:
@@ -65,7 +65,8 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         records_ = [item["record"] for item in items]
         row: dict[str, Any] = {"mode": mode, "model": model, "category": category,
                                "backbone": records_[0].get("backbone"), "seeds": sorted({r["seed"] for r in records_}),
-                               "trained_on": records_[0].get("category")}
+                               "trained_on": records_[0].get("category"),
+                               "folds": len({r.get("fold") for r in records_}) if mode == "kfold" else None}
         for metric in METRICS:
             row[metric] = _cell([item["metrics"].get(metric, math.nan) for item in items])
         row["training_time_s"] = _cell([r["training_time_s"] for r in records_])
@@ -261,8 +262,9 @@ def results_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str,
              "the mean over the categories each model has (count shown when fewer). Thresholds (F1) come from "
              "validation data only and every test image is scored."]
     titles = {"per_category": "", "one_to_all": " (trained on one category, tested on each)",
-              "unified": " (one model trained on all categories together)"}
-    for mode in ("per_category", "one_to_all", "unified"):
+              "unified": " (one model trained on all categories together)",
+              "kfold": " (k-fold over the labelled images; mean ± std over the folds)"}
+    for mode in ("per_category", "one_to_all", "unified", "kfold"):
         for metric in TABLE_METRICS:
             table = markdown_table(rows, metric, mode)
             if table:
@@ -276,8 +278,30 @@ def results_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str,
                       "", decisions]
         if any(r["mode"] == mode for r in rows):
             parts += ["", f"## Time and memory{titles[mode]}", "", timing_table(rows, mode)]
+    if any(r["mode"] == "kfold" for r in rows):
+        from iadbe.benchmark.kfold_report import kfold_markdown
+
+        parts += ["", kfold_markdown(rows, records, compare_study=False)]  # --compare-study adds the study's row
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
         parts += ["", "## Failed runs", ""]
         parts += [f"- `{r['run_id']}`: {r.get('reason', 'unknown')}" for r in failed]
     return "\n".join(parts) + "\n"
+
+
+def comparison_markdown(roots: Sequence[Any]) -> str:
+    """The k-fold tables of every benchmark folder under ``roots`` (the app's Benchmark tab), with the study's
+    Cardboard row; '' when no folder holds a k-fold run."""
+    from pathlib import Path
+
+    from iadbe.benchmark.kfold_report import kfold_markdown
+    from iadbe.benchmark.runs import load_records
+
+    records = []
+    for root in roots:
+        for runs in sorted(Path(root).rglob("runs")):
+            if runs.is_dir():
+                records += [r for r in load_records(runs.parent) if r.get("mode") == "kfold"]
+    if not records:
+        return ""
+    return kfold_markdown(aggregate(records), records, compare_study=True)

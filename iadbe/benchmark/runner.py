@@ -53,8 +53,10 @@ class BenchmarkResult:
 
 
 def plan_runs(models: Sequence[str], dataset: str, root: str | Path, categories: Sequence[str] | None = None, *,
-              seeds: Sequence[int] = (0,), mode: str = "per_category", **settings: Any) -> list[RunSpec]:
-    """Every RunSpec of a benchmark, in order (model-major). ``categories`` None: all found under ``root``."""
+              seeds: Sequence[int] = (0,), mode: str = "per_category", folds: int = 3,
+              **settings: Any) -> list[RunSpec]:
+    """Every RunSpec of a benchmark, in order (model-major; ``kfold``: fold-major, so that every model has
+    its first fold before any has its second). ``categories`` None: all found under ``root``."""
     from iadbe.data import list_categories
     from iadbe.models import get_spec
 
@@ -70,6 +72,12 @@ def plan_runs(models: Sequence[str], dataset: str, root: str | Path, categories:
     if mode == "unified":
         return [RunSpec(model, dataset, root, "all", seed, mode=mode, test_categories=tuple(found), **settings)
                 for model in names for seed in seeds]
+    if mode == "kfold":
+        from iadbe.benchmark.kfold import check_folds
+
+        check_folds(folds)
+        return [RunSpec(model, dataset, root, category, seed, mode=mode, fold=fold, folds=folds, **settings)
+                for category in found for seed in seeds for fold in range(folds) for model in names]
     tests = tuple(found) if mode == "one_to_all" else ()
     return [RunSpec(model, dataset, root, category, seed, mode=mode, test_categories=tests, **settings)
             for model in names for category in found for seed in seeds]
@@ -88,6 +96,8 @@ def run_benchmark(
     max_train_images: int | None = None,
     max_train_minutes: float | None = None,
     mode: str = "per_category",
+    folds: int = 3,
+    timing_images: int = 8,
     out: str | Path | None = None,
     timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
     progress: BenchmarkProgress | None = None,
@@ -100,8 +110,9 @@ def run_benchmark(
         models: registry names, e.g. ``["padim", "patchcore"]``.
         categories: categories to run (default: every category found under ``root``).
         seeds: one run per seed; tables show mean and spread over seeds.
-        mode: ``per_category``, ``one_to_all`` (the study's unified table) or ``unified`` (one model, all
-            categories together); see :class:`~iadbe.benchmark.runs.RunSpec`.
+        mode: ``per_category``, ``one_to_all`` (the study's unified table), ``unified`` (one model, all
+            categories together) or ``kfold`` (``folds`` folds over the labelled images: supervised and anomaly
+            detectors compared fairly, :mod:`iadbe.benchmark.kfold`); see :class:`~iadbe.benchmark.runs.RunSpec`.
         out: output folder (default ``RESULTS_DIR/<dataset>``); records go to ``out/runs``.
         executor: where the runs go (:func:`iadbe.benchmark.executors.make_executor`: ``local``, the
             default, or a Ray cluster); the records, tables and plots are the same.
@@ -110,9 +121,9 @@ def run_benchmark(
     """
     report = progress or (lambda fraction, message: None)
     out = Path(out) if out else RESULTS_DIR / dataset
-    specs = plan_runs(models, dataset, root, categories, seeds=seeds, mode=mode, backbone=backbone,
+    specs = plan_runs(models, dataset, root, categories, seeds=seeds, mode=mode, folds=folds, backbone=backbone,
                       image_size=image_size, max_epochs=max_epochs, max_train_images=max_train_images,
-                      max_train_minutes=max_train_minutes)
+                      max_train_minutes=max_train_minutes, timing_images=timing_images)
     result = run_specs(specs, out, timeout_s=timeout_s, executor=executor, progress=report)
     result.records = load_records(out)
     if make_outputs:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODES = ("per_category", "one_to_all", "unified")
+MODES = ("per_category", "one_to_all", "unified", "kfold")
 RECORD_SCHEMA = 1
 
 
@@ -23,7 +23,8 @@ class RunSpec:
 
     ``mode``: ``per_category`` (train and test on ``category``), ``one_to_all`` (train on ``category``,
     test on every category of ``test_categories``, as in the study's unified table) or ``unified``
-    (one model trained on all ``test_categories`` together, tested on each).
+    (one model trained on all ``test_categories`` together, tested on each) or ``kfold`` (fold ``fold`` of
+    ``folds`` over the category's labelled images, :mod:`iadbe.benchmark.kfold`).
     """
 
     model: str
@@ -40,13 +41,16 @@ class RunSpec:
     test_categories: tuple[str, ...] = ()
     timing_images: int = 8
     overrides: dict[str, Any] = field(default_factory=dict)
+    fold: int = 0
+    folds: int = 0
 
     @property
     def run_id(self) -> str:
         from iadbe.store import safe_name
 
         prefix = "" if self.mode == "per_category" else f"{self.mode}__"
-        return safe_name(f"{prefix}{self.model}__{self.category}__seed{self.seed}")
+        fold = f"__fold{self.fold + 1}of{self.folds}" if self.mode == "kfold" else ""
+        return safe_name(f"{prefix}{self.model}__{self.category}{fold}__seed{self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -104,19 +104,34 @@ def combined_splits(spec: RunSpec) -> tuple[Any, dict[str, tuple[int, int]]]:
     return combined, ranges
 
 
+def kfold_splits(spec: RunSpec) -> Any:
+    """The fold's splits for the track of ``spec.model`` (supervised or anomaly detector)."""
+    from iadbe.benchmark.kfold import fold_splits
+    from iadbe.data import load_dataset
+    from iadbe.models import get_spec
+
+    loaded = load_dataset(spec.dataset, spec.root, spec.category, seed=spec.seed)
+    fold = fold_splits(loaded, spec.fold, spec.folds, spec.seed, spec.max_train_images)
+    return fold.for_track(get_spec(spec.model).supervised)
+
+
 def run(spec: RunSpec, work: Path) -> dict[str, Any]:
     """Do the run and return its record (``status`` ok)."""
     from iadbe.data import load_dataset
-    from iadbe.inference import load_model
     from iadbe.evaluation import evaluate_model_dir
+    from iadbe.inference import load_model
+    from iadbe.models import get_spec
     from iadbe.training import library_versions, machine_info, train
 
     started = time.perf_counter()
     splits, ranges = (combined_splits(spec) if spec.mode == "unified" else (None, {}))
+    max_train_images = spec.max_train_images
+    if spec.mode == "kfold":
+        splits, max_train_images = kfold_splits(spec), None  # the fold's normals are already the subset
     train_category = None if spec.mode == "unified" else spec.category
     result = train(spec.model, spec.dataset, spec.root, category=train_category, backbone=spec.backbone,
                    image_size=spec.image_size, max_epochs=spec.max_epochs, seed=spec.seed, out=work / "model",
-                   overwrite=True, max_train_images=spec.max_train_images, max_train_minutes=spec.max_train_minutes,
+                   overwrite=True, max_train_images=max_train_images, max_train_minutes=spec.max_train_minutes,
                    overrides=dict(spec.overrides) or None, splits=splits)
     record: dict[str, Any] = {
         "schema": RECORD_SCHEMA, "run_id": spec.run_id, "status": "ok", "spec": spec.to_dict(),
@@ -126,9 +141,15 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
         "test_counts": result.meta.get("test_counts"), "train_images": result.meta.get("train_images"),
         "validation": result.meta.get("validation"), "training_time_s": round(result.training_time_s, 3),
         "epochs_trained": result.meta.get("epochs_trained"), "max_train_minutes": spec.max_train_minutes,
+        "train_defects": result.meta.get("train_defects"), "fit": result.meta.get("fit"),
+        "fold": spec.fold if spec.mode == "kfold" else None, "folds": spec.folds if spec.mode == "kfold" else None,
+        "supervised": get_spec(result.meta["model"]).supervised,
         "thresholds": {key: (result.meta.get("calibration") or {}).get(key)
                        for key in ("rule", "false_alarm_rate", "pixel_false_alarm_rate")},
     }
+    if spec.mode == "kfold":  # which images this fold tested, and which it trained on
+        record["tested_images"] = [str(s.image) for s in splits.test]
+        record["trained_images"] = sorted(str(s.image) for s in splits.train)
     model = load_model(result.model_dir, backend="torch")
     if spec.mode == "unified":
         record["per_category"] = per_category_metrics(result.test_outputs, model.calibration,

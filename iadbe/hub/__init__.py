@@ -18,7 +18,7 @@ _LAZY = {
     **dict.fromkeys(("HubError", "HubUnreachableError", "ChecksumMismatchError", "ModelNotCachedError", "HubRef",
                      "hub_uri", "parse_hub_ref", "check_repo_id", "redact", "resolve_token", "MODEL_FILES",
                      "PUSH_FILES", "PICKLE_SUFFIXES", "DATASET_PATTERNS", "PROBE_TIMEOUT_S"), "iadbe.hub.refs"),
-    **dict.fromkeys(("download_model", "is_cached"), "iadbe.hub.download"),
+    **dict.fromkeys(("download_model", "download_file", "is_cached"), "iadbe.hub.download"),
     "download_dataset": "iadbe.hub.datasets",
     **dict.fromkeys(("PushResult", "push_model", "default_entry_id"), "iadbe.hub.push"),
 }

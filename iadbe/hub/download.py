@@ -297,3 +297,34 @@ def is_cached(source: ManifestEntry | HubRef | str, *, cache_dir: str | Path | N
                                           revision=revision, repo_type=target.ref.repo_type), str)
         for name in names
     )
+
+
+def download_file(uri: str, *, token: str | None = None, cache_dir: str | Path | None = None,
+                  timeout: float | None = None) -> Path:
+    """One file of a Hub repository, ``hf://OWNER/NAME/PATH/FILE[@REVISION]``, cache-first like models
+    (offline it comes from the cache); returns its path in the HF cache (read only). Used for a YOLO's starting
+    weights (``.safetensors`` only: nothing downloaded is unpickled).
+
+    Raises:
+        ModelNotCachedError: offline or unreachable, and the file is not cached.
+        ModelFormatError: the reference names no file, or the repo has no such file.
+    """
+    ref = parse_hub_ref(uri)
+    if not ref.path_in_repo:
+        raise ModelFormatError(f"{uri}: name a file in the repository (hf://owner/repo/path/file.safetensors)")
+    cache = cache_root(cache_dir)
+
+    def cached() -> Path | None:
+        commit = cached_commit(ref, cache)
+        snapshot = _repo_cache(ref, cache) / "snapshots" / commit if commit else None
+        return snapshot if snapshot is not None and (snapshot / ref.path_in_repo).is_file() else None
+
+    snapshot = fetch_snapshot(
+        ref, [file_pattern(ref.path_in_repo)], token=resolve_token(token), cache=cache,
+        timeout=PROBE_TIMEOUT_S if timeout is None else timeout, find_cached=cached,
+        not_cached=lambda reason: ModelNotCachedError(uri, cache, reason),
+    )
+    path = snapshot / ref.path_in_repo
+    if not path.is_file():
+        raise ModelFormatError(f"{uri}: no such file in {ref.repo_id}@{ref.revision or 'main'}")
+    return path

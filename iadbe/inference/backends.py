@@ -27,22 +27,25 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """The torch graph on CPU or CUDA."""
+    """The torch graph on CPU or CUDA; ``precision`` f16/bf16 runs it under autocast (f32: as it is)."""
 
     name = "torch"
 
-    def __init__(self, graph: Any, device: str = "cpu") -> None:
+    def __init__(self, graph: Any, device: str = "cpu", precision: str | None = "f32") -> None:
         import torch
 
         self._torch = torch
         self.device = device
+        self.precision = "f32" if precision in (None, "auto") else check_precision(precision)
+        self._autocast = {"f16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
         self.graph = graph.to(device).eval()
         if device == "cpu" and constants.CPU_THREADS > 0:
             torch.set_num_threads(constants.CPU_THREADS)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self._autocast,
+                                                    enabled=self._autocast is not None):
             tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
             scores, maps = self.graph(tensor)
         return scores.float().cpu().numpy(), maps.float().cpu().numpy()
@@ -51,10 +54,10 @@ class TorchBackend:
 class OpenVINOBackend:
     """The exported IR, compiled once per (model file, device) and reused.
 
-    Inference precision is f32 by default: the CPU plugin otherwise picks bf16 on CPUs that have
-    it (anomalib's OpenVINOInferencer does), which moved normalised scores by up to 0.016 on tire.
-    ``precision="bf16"`` opts in to that (about 2x faster with AMX; tire AUROCs within 0.25 points,
-    docs/notes/performance.md). ``IADBE_OV_CACHE_DIR`` turns on OpenVINO's compiled-model cache
+    ``precision`` is passed to the plugin as given (f32 unless asked: the CPU plugin otherwise picks bf16 on
+    CPUs that have it, as anomalib's OpenVINOInferencer does, which moved normalised scores by up to 0.016 on
+    tire). ``auto`` needs the model's export check (:mod:`iadbe.precision`), which ``load_model`` reads; here,
+    without it, ``auto`` is f32. ``IADBE_OV_CACHE_DIR`` turns on OpenVINO's compiled-model cache
     (later loads 30 ms instead of 150 ms, at the cost of a copy of the model on disk). A compiled
     model is shared by threads; each call uses its own infer request, so concurrent requests never
     mix outputs.
@@ -66,6 +69,7 @@ class OpenVINOBackend:
         import openvino as ov
 
         precision = check_precision(precision)
+        precision = "f32" if precision == "auto" else precision
         if not Path(xml).is_file():
             raise ModelFormatError(f"{xml}: OpenVINO model missing; re-export with `iadbe export`")
         self.device = device
@@ -114,10 +118,10 @@ PRECISIONS = constants.PRECISIONS
 
 
 def check_precision(precision: str | None) -> str:
-    """The OpenVINO inference precision to use: ``precision``, else ``IADBE_OV_PRECISION``, else f32."""
+    """The inference precision asked for: ``precision``, else ``IADBE_OV_PRECISION``, else auto."""
     value = (precision or constants.OV_PRECISION).lower()
     if value not in PRECISIONS:
-        raise SettingsError(f"OpenVINO precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+        raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
     return value
 
 

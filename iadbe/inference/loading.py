@@ -124,8 +124,7 @@ def load_model(ref: str | Path, backend: str = "auto", *, token: str | None = No
     kind, device = choose_backend(backend, model_dir)
     from iadbe.inference.backends import check_precision
 
-    precision = check_precision(precision)  # checked for every backend, used by OpenVINO only
-    precision = precision if kind == "openvino" else None
+    precision = check_precision(precision)  # "auto" is resolved from the model's export check in _load
     key = (str(model_dir.resolve()), config_path.stat().st_mtime_ns, kind, device, pickled is not None, precision)
     return CACHE.get_or_load(key, lambda: _load(model_dir, kind, device, trust_local_pickle, precision))
 
@@ -186,13 +185,18 @@ def _load(model_dir: Path, kind: str, device: str, trust_pickle: bool = False,
         calibration = Calibration.from_dict(meta["postprocess"])
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFormatError(f"{model_dir / store.CONFIG_FILE}: incomplete model config ({error})") from None
+    from iadbe.inference import precisions
+
     if kind == "openvino":
         from iadbe.inference.backends import OpenVINOBackend
 
-        runner: Any = OpenVINOBackend(model_dir / "openvino" / "model.xml", device, precision)
+        chosen = precisions.resolve(precision or "auto", meta.get("precision"), precisions.OPENVINO_CPU)
+        runner: Any = OpenVINOBackend(model_dir / "openvino" / "model.xml", device, chosen)
     else:
         from iadbe.graph import rebuild_graph
         from iadbe.inference.backends import TorchBackend
 
-        runner = TorchBackend(rebuild_graph(model_dir, config, trust_pickle=trust_pickle), device)
+        chosen = (precisions.resolve(precision or "auto", meta.get("precision"), precisions.TORCH_CUDA)
+                  if device.startswith("cuda") else ("f32" if precision in (None, "auto") else precision))
+        runner = TorchBackend(rebuild_graph(model_dir, config, trust_pickle=trust_pickle), device, chosen)
     return LoadedModel(model_dir=model_dir, meta=meta, config=config, calibration=calibration, backend=runner)

@@ -49,6 +49,16 @@ class Prediction:
     timings_ms: dict[str, float]
     #: share (%) of the validation normals scoring at or below this image; None for older models
     normal_percentile: float | None = None
+    #: inference precision the backend ran at (f32, bf16, f16; iadbe/precision.py)
+    precision: str = "f32"
+    #: a box detector's boxes (:class:`iadbe.boxes.Box`, image pixels, ``score`` normalised like ``score``),
+    #: every one NMS kept, best first; ``shown_boxes`` are those above the threshold. () for anomaly detectors.
+    boxes: tuple[Any, ...] = ()
+
+    @property
+    def shown_boxes(self) -> tuple[Any, ...]:
+        """The boxes above the threshold (those drawn and counted)."""
+        return tuple(box for box in self.boxes if box.score is not None and box.score > self.threshold)
 
     @property
     def label(self) -> bool:
@@ -67,15 +77,20 @@ class Prediction:
 
         return None if self.anomaly_map is None else decision_mask(self.anomaly_map, self.label, self.threshold)
 
+    def box_details(self) -> dict[str, Any]:
+        """``{"boxes": [...]}``: a box detector's boxes above the threshold as JSON; {} for anomaly detectors."""
+        return {"boxes": [box.to_dict() for box in self.shown_boxes]} if self.boxes else {}
+
     def with_threshold(self, threshold: float) -> "Prediction":
         return replace(self, threshold=check_threshold(threshold))
 
     def summary(self) -> dict[str, Any]:
         return {
             "file": self.name, "score": round(self.score, 6), "label": self.label_text,
-            "threshold": self.threshold, "backend": self.backend, "device": self.device,
+            "threshold": self.threshold, "backend": self.backend, "device": self.device, "precision": self.precision,
             "ms": round(sum(self.timings_ms.values()), 2), **{f"{k}_ms": round(v, 2) for k, v in self.timings_ms.items()},
             "normal_percentile": _round(self.normal_percentile),
+            **({"boxes": len(self.shown_boxes)} if self.boxes else {}),
         }
 
 
@@ -137,9 +152,12 @@ class LoadedModel:
         ran = time.perf_counter()
         scores = calibration.normalize_scores(raw_scores)
         maps = calibration.normalize_maps(raw_maps) if self.config.segmentation else None
+        found = self._boxes(raw_maps, [rgb.shape[:2] for rgb in rgbs], calibration)
         outputs = []
         for index, rgb in enumerate(rgbs):
             amap = None if maps is None else _resize_map(maps[index], rgb.shape[:2])
+            if found is not None:
+                amap = _box_map(found[index], rgb.shape[:2])
             outputs.append((rgb, amap))
         done = time.perf_counter()
         count = len(rgbs)
@@ -152,10 +170,34 @@ class LoadedModel:
             Prediction(
                 name=name, image=rgb, score=float(scores[i]), raw_score=float(raw_scores[i]), anomaly_map=amap,
                 threshold=threshold, backend=self.backend.name, device=self.backend.device, model=self.name,
+                precision=getattr(self.backend, "precision", "f32"),
                 timings_ms=dict(timings), normal_percentile=calibration.normal_percentile(raw_scores[i]),
+                boxes=() if found is None else tuple(found[i]),
             )
             for i, (name, (rgb, amap)) in enumerate(zip(names, outputs))
         ]
+
+
+    def _boxes(self, candidates: np.ndarray, sizes: list[tuple[int, int]], calibration: Any) -> list[list[Any]] | None:
+        """A box detector's boxes per image (NMS in numpy, :mod:`iadbe.boxes`), in image pixels with their
+        normalised scores; None for an anomaly detector."""
+        from iadbe import boxes
+
+        if not boxes.gives_boxes(self.config):
+            return None
+        height, width = self.config.image_size
+        out = []
+        for found, (h, w) in zip(boxes.decode_boxes(candidates, boxes.class_names(self.config), (height, width)), sizes):
+            normalised = calibration.normalize_scores(np.asarray([b.raw_score for b in found], np.float32))
+            out.append([replace(b.scaled(w / width, h / height), score=float(v)) for b, v in zip(found, normalised)])
+        return out
+
+
+def _box_map(found: list[Any], size: tuple[int, int]) -> np.ndarray:
+    """The map of a box detector: per pixel the best normalised score of a box over it (0 elsewhere)."""
+    from iadbe.boxes import box_map
+
+    return box_map(found, size, [b.score for b in found])
 
 
 def _round(value: float | None) -> float | None:

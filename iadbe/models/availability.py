@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from iadbe.models.registry import DetectorSpec
@@ -12,6 +13,9 @@ _EXTRA_FILES = {
     "efficientad_teacher": "pre_trained/efficientad_pretrained_weights (teacher weights zip, downloaded at start)",
     "imagenette": "datasets/imagenette (~1.5 GB, EfficientAD's penalty images, downloaded at start)",
 }
+
+#: How to install an optional package a detector needs (``("package", name)`` in its requirements).
+_PACKAGE_HINTS = {"ultralytics": "pip install 'iadbe[yolo]' (or pip install ultralytics; AGPL-3.0)"}
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,8 @@ def check_availability(spec: DetectorSpec, backbone: str | None = None) -> Avail
     the chosen backbone's weights are here; the reason then says which implementation runs and why.
     """
     original = check_original_availability(spec, backbone)
-    if original.runs_here or spec.generalized is None:
-        return original
+    if original.runs_here or spec.generalized is None or not spec.anomalib_class:
+        return original  # no anomalib class: IADBE's is the only implementation, and that check was its own
     from iadbe import backbones
 
     chosen = backbone or spec.default_backbone
@@ -67,6 +71,9 @@ def check_original_availability(spec: DetectorSpec, backbone: str | None = None)
             missing.append(f"timm weights {name}")
         elif kind == "file":
             missing.append(_EXTRA_FILES.get(name, name))
+        elif kind == "package" and importlib.util.find_spec(name) is None:
+            hint = _PACKAGE_HINTS.get(name, f"pip install {name}")
+            return Availability(spec.name, False, chosen, f"needs the optional package {name}: {hint}")
     if missing:
         note = f"; {spec.notes}" if spec.notes else ""
         return Availability(spec.name, False, chosen, "needs " + "; ".join(missing) + " (not on this machine; anomalib would download it)" + note)

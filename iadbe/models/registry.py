@@ -83,6 +83,22 @@ class DetectorSpec:
     graph: Hook | None = None
     #: ``(init_args) -> int``: fewest normal training images the fit needs (default 2: a covariance).
     min_train_images: Hook | None = None
+    #: Trains on labelled defects (anomalous ``Sample``s with masks, :mod:`iadbe.data.samples`) beside normal
+    #: images. ``train`` refuses training data without labelled defects and says what is missing; a detector
+    #: with ``supervised=False`` (an anomaly detector) never sees a defect in training: ``train`` refuses
+    #: training data holding one (:func:`iadbe.data.supervised.check_training_samples`).
+    supervised: bool = False
+    #: ``(request: iadbe.models.fitting.FitRequest) -> torch_model``: trains a detector that anomalib's
+    #: Lightning fit does not (YOLO through ultralytics, the U-Net). The request carries the module
+    #: ``create_detector`` built (``request.module``), the training samples (normals and, for a supervised
+    #: detector, labelled defects with masks), the validation samples, the ``DetectorConfig``, the batch size,
+    #: a progress callback ``(fraction of the fit in [0, 1], message)``, the time cap in minutes (None: none),
+    #: the seed and ``record``, a dict whose entries (``epochs_trained``, ``stopped_by_time_cap``, ...) go to
+    #: iadbe.json. It returns the fitted torch model in eval mode on the CPU; its ``state_dict()`` is stored
+    #: and loads into ``create_detector(config, pre_trained=False).model`` when the model is rebuilt. Its
+    #: forward follows the graph contract (``InferenceBatch(pred_score, anomaly_map)`` in eval mode).
+    #: None: anomalib's Lightning fit (``iadbe.fitting.lightning_fit``).
+    fit: Hook | None = None
     #: anomalib builds part of the model with pretrained weights whatever ``pre_trained`` says (STFPM's
     #: teacher, SuperSimpleNet's extractor, Dinomaly's encoder): rebuilding a stored model needs them here.
     always_pretrained: bool = False
@@ -97,6 +113,10 @@ class DetectorSpec:
     #: than one epoch, a quarter for a one-pass fit; :func:`iadbe.benchmark.executors.job_resources`).
     job_cpus: float = 2.0
     job_gpus: float | None = None
+    #: The graph's second output is candidate boxes ``(N, A, 6)``, not an anomaly map (:mod:`iadbe.boxes`).
+    boxes: bool = False
+    #: What a model card must say of the software the detector is trained with (YOLO: Ultralytics' AGPL-3.0).
+    license_note: str = ""
     notes: str = ""
 
     @property
@@ -317,6 +337,17 @@ register(DetectorSpec(
     notes="needs pretrained DINOv2 ViT weights",
 ))
 register(DetectorSpec(
+    name="unet_lite0", display_name="U-Net Lite0 (supervised)", anomalib_class="", family="Supervised segmentation",
+    # not a detector of the study: the supervised baseline of issue 18, trained on labelled defects' masks
+    in_study=False, study_backbone="tf_efficientnet_lite0", default_backbone="tf_efficientnet_lite0", layers_arg=None,
+    defaults={"decoder_channels": [128, 64, 32, 16, 8], "learning_rate": 1e-3}, max_epochs=30, train_batch_size=8,
+    generalized="iadbe.models.unet:UnetLite", derive_args="iadbe.models.unet:derive_args",
+    supervised=True, fit="iadbe.models.unet:fit", time_cap_minutes=5.0,
+    notes="segmentation-models-pytorch U-Net on timm's EfficientNet-Lite encoder (ImageNet weights, offline), "
+          "trained with BCE + Dice on defect masks (YOLO boxes as box masks); map = sigmoid of the logits, "
+          "score = max of the 5x5-blurred map",
+))
+register(DetectorSpec(
     name="rkde", display_name="RKDE", anomalib_class="", family="Distribution Map",
     study_backbone=None, default_backbone=None, layers_arg=None, segmentation=False,
     fixed_reason=(
@@ -324,3 +355,26 @@ register(DetectorSpec(
         "whose weights must be downloaded; no detector without downloaded weights is available here"
     ),
 ))
+
+
+def _register_yolo() -> None:
+    """The YOLO detectors (optional package ultralytics, AGPL-3.0; :mod:`iadbe.models.yolo`)."""
+    from iadbe.models.yolo import YOLO_MODELS
+
+    for name, yaml_name, display, study_column in YOLO_MODELS:
+        register(DetectorSpec(
+            name=name, display_name=display, anomalib_class="", family="Supervised detection",
+            in_study=False, study_backbone=None, default_backbone=None, layers_arg=None,
+            defaults={"model_yaml": yaml_name, "names": ["defect"]}, max_epochs=100, train_batch_size=16,
+            segmentation=False, supervised=True, boxes=True, extra_requirements=(("package", "ultralytics"),),
+            generalized="iadbe.models.yolo:YoloDetector", graph="iadbe.models.yolo:graph",
+            fit="iadbe.models.yolo_fit:fit", iadbe_settings="iadbe.models.yolo:iadbe_settings",
+            check_iadbe_settings="iadbe.models.yolo:check_iadbe_settings",
+            license_note="Trained with Ultralytics YOLO (https://github.com/ultralytics/ultralytics), which is "
+                         "licensed under AGPL-3.0; check its terms before using or sharing this model.",
+            notes=f"Ultralytics {yaml_name}, trained from scratch on the labelled defects (boxes from masks)"
+                  + (f"; the study's Cardboard table has {study_column}" if study_column else ""),
+        ))
+
+
+_register_yolo()

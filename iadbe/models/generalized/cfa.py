@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from anomalib.data import InferenceBatch
-from anomalib.models.components import AnomalibModule, DynamicBufferMixin, TimmFeatureExtractor
+from anomalib.models.components import DynamicBufferMixin, TimmFeatureExtractor
 from anomalib.models.components.cluster.kmeans import KMeans
 from anomalib.models.image.cfa import Cfa
 from anomalib.models.image.cfa.anomaly_map import AnomalyMapGenerator
@@ -30,7 +30,7 @@ from anomalib.models.image.cfa.torch_model import CoordConv2d
 from torch import nn
 from torch.nn import functional as F
 
-from iadbe.models.generalized.stages import RESNET_STAGES_1_TO_3, backbone_stages
+from iadbe.models.generalized.stages import RESNET_STAGES_1_TO_3, backbone_stages, init_anomalib_module
 
 
 class StageDescriptor(nn.Module):
@@ -147,10 +147,7 @@ class GeneralizedCfa(Cfa):
     ) -> None:
         # Cfa.__init__ would build anomalib's torchvision-only model; its training step, backward,
         # optimiser and pre-processor are what we reuse.
-        AnomalibModule.__init__(
-            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator,
-            visualizer=visualizer,
-        )
+        init_anomalib_module(self, pre_processor, post_processor, evaluator, visualizer)
         self.model = StageCfaModel(
             backbone=backbone, layers=layers, gamma_c=gamma_c, gamma_d=gamma_d,
             num_nearest_neighbors=num_nearest_neighbors, num_hard_negative_features=num_hard_negative_features,

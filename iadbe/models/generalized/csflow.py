@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import torch
 from anomalib.data import InferenceBatch
-from anomalib.models.components import AnomalibModule, TimmFeatureExtractor
+from anomalib.models.components import TimmFeatureExtractor
 from anomalib.models.image.csflow import Csflow
 from anomalib.models.image.csflow.anomaly_map import AnomalyMapGenerator, AnomalyMapMode
 from anomalib.models.image.csflow.loss import CsFlowLoss
@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from iadbe.errors import SettingsError
-from iadbe.models.generalized.stages import Stage, backbone_stages
+from iadbe.models.generalized.stages import Stage, backbone_stages, init_anomalib_module
 
 #: The paper's scales: the image at full, half and quarter size.
 N_SCALES = 3
@@ -144,12 +144,7 @@ class GeneralizedCsflow(Csflow):
     ) -> None:
         # Csflow.__init__ would build the torchvision EfficientNet-B5 model; its training step,
         # optimiser and trainer arguments are what we reuse.
-        AnomalibModule.__init__(
-            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator,
-            visualizer=visualizer,
-        )
-        if self.input_size is None:
-            raise ValueError("CS-Flow needs the input size (a pre-processor with Resize)")
+        init_anomalib_module(self, pre_processor, post_processor, evaluator, visualizer, needs_input_size="CS-Flow")
         self.backbone = backbone
         self.cross_conv_hidden_channels = cross_conv_hidden_channels
         self.n_coupling_blocks = n_coupling_blocks

@@ -32,7 +32,7 @@ import torch
 from anomalib.data import Batch
 from anomalib.models.components import TimmFeatureExtractor
 from anomalib.models.image.efficient_ad import EfficientAd
-from anomalib.models.image.efficient_ad.torch_model import EfficientAdModel, EfficientAdModelSize
+from anomalib.models.image.efficient_ad.torch_model import EfficientAdModelSize
 from torch.nn import functional as F
 
 from iadbe.errors import SettingsError

@@ -13,14 +13,19 @@ from typing import Any, Sequence
 
 import torch
 from anomalib.data import InferenceBatch
-from anomalib.models.components import AnomalibModule, TimmFeatureExtractor
+from anomalib.models.components import TimmFeatureExtractor
 from anomalib.models.image.fastflow import Fastflow
 from anomalib.models.image.fastflow.anomaly_map import AnomalyMapGenerator
 from anomalib.models.image.fastflow.loss import FastflowLoss
 from anomalib.models.image.fastflow.torch_model import create_fast_flow_block
 from torch import nn
 
-from iadbe.models.generalized.stages import RESNET_STAGES_1_TO_3, backbone_stages, use_openvino_safe_softplus
+from iadbe.models.generalized.stages import (
+    RESNET_STAGES_1_TO_3,
+    backbone_stages,
+    init_anomalib_module,
+    use_openvino_safe_softplus,
+)
 
 
 class StageFastflowModel(nn.Module):
@@ -88,12 +93,7 @@ class GeneralizedFastflow(Fastflow):
     ) -> None:
         # Fastflow.__init__ would build anomalib's name-checked model; its training step, optimiser
         # and trainer arguments are what we reuse.
-        AnomalibModule.__init__(
-            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator,
-            visualizer=visualizer,
-        )
-        if self.input_size is None:
-            raise ValueError("FastFlow needs the input size (a pre-processor with Resize)")
+        init_anomalib_module(self, pre_processor, post_processor, evaluator, visualizer, needs_input_size="FastFlow")
         self.backbone = backbone
         self.layers = list(layers)
         self.pre_trained = pre_trained

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 from anomalib.data import InferenceBatch
-from anomalib.models.components import AnomalibModule, GaussianBlur2d, TimmFeatureExtractor
+from anomalib.models.components import GaussianBlur2d, TimmFeatureExtractor
 from anomalib.models.components.backbone.resnet_decoder import DecoderBasicBlock
 from anomalib.models.image.reverse_distillation import ReverseDistillation
 from anomalib.models.image.reverse_distillation.anomaly_map import AnomalyMapGenerationMode, AnomalyMapGenerator
@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
 
-from iadbe.models.generalized.stages import backbone_stages, require_halving_strides
+from iadbe.models.generalized.stages import backbone_stages, require_halving_strides, init_anomalib_module
 
 BLOCKS_PER_STAGE = 2  # as anomalib's ResNet-18 bottleneck and decoder
 
@@ -175,12 +175,7 @@ class GeneralizedReverseDistillation(ReverseDistillation):
     ) -> None:
         # ReverseDistillation.__init__ would build anomalib's ResNet-only model; its training step,
         # optimiser and trainer arguments are what we reuse.
-        AnomalibModule.__init__(
-            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator,
-            visualizer=visualizer,
-        )
-        if self.input_size is None:
-            raise ValueError("Reverse Distillation needs the input size (a pre-processor with Resize)")
+        init_anomalib_module(self, pre_processor, post_processor, evaluator, visualizer, needs_input_size="Reverse Distillation")
         self.backbone = backbone
         self.pre_trained = pre_trained
         self.layers = list(layers)

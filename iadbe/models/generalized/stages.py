@@ -24,6 +24,22 @@ class Stage:
         return -(-int(input_size[0]) // self.stride), -(-int(input_size[1]) // self.stride)
 
 
+def init_anomalib_module(module: Any, pre_processor: Any, post_processor: Any, evaluator: Any, visualizer: Any,
+                         needs_input_size: str | None = None) -> None:
+    """``AnomalibModule.__init__`` only: anomalib's own ``__init__`` of the class we generalise would build its
+    name-checked torch model, whose training step, optimiser and trainer arguments are all we reuse.
+
+    ``needs_input_size``: the detector's name where its model is built for a fixed input size, which then
+    must come from the pre-processor's Resize.
+    """
+    from anomalib.models.components import AnomalibModule
+
+    AnomalibModule.__init__(module, pre_processor=pre_processor, post_processor=post_processor,
+                            evaluator=evaluator, visualizer=visualizer)
+    if needs_input_size and module.input_size is None:
+        raise ValueError(f"{needs_input_size} needs the input size (a pre-processor with Resize)")
+
+
 def backbone_stages(backbone: str, layers: Sequence[str] | None = None) -> list[Stage]:
     """The stages of ``backbone`` for ``layers`` (ResNet stage names or the backbone's own names).
 

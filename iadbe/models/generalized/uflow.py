@@ -25,6 +25,7 @@ from torch import nn
 from iadbe.models.generalized.stages import (
     RESNET_STAGES_1_TO_3,
     backbone_stages,
+    init_anomalib_module,
     require_halving_strides,
     use_openvino_safe_softplus,
 )
@@ -99,12 +100,7 @@ class GeneralizedUflow(Uflow):
     ) -> None:
         # Uflow.__init__ would build anomalib's name-checked model; its training step, optimiser and
         # scheduler are what we reuse.
-        AnomalibModule.__init__(
-            self, pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator,
-            visualizer=visualizer,
-        )
-        if self.input_size is None:
-            raise ValueError("U-Flow needs the input size (a pre-processor with Resize)")
+        init_anomalib_module(self, pre_processor, post_processor, evaluator, visualizer, needs_input_size="U-Flow")
         self.backbone = backbone
         self.layers = list(layers)
         self.flow_steps = flow_steps
