@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from iadbe import __version__
+from iadbe.cli_args import image_size_arg, parse_settings
 from iadbe.constants import BACKENDS, PRECISIONS
 from iadbe.cli_commands import (
     cmd_backbones,
@@ -32,6 +33,17 @@ def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) ->
     parser.add_argument("--dataset", choices=KINDS, required=required, help="dataset kind")
     parser.add_argument("--root", required=required, help="dataset root folder (or .zip / hf://datasets/... for folder)")
     parser.add_argument("--category", help="category (e.g. bottle, tire); not needed for folder/kolektor")
+
+
+def _add_executor_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: each job in turn on this machine; ray: each job as a Ray task (pip install ray)")
+    parser.add_argument("--address", help="Ray cluster (HOST:6379, ray://HOST:10001, or 'local' for a new one here; "
+                                          "default: RAY_ADDRESS or a `ray start` cluster here, else a new one)")
+    parser.add_argument("--cpus-per-job", type=float, help="Ray: CPUs per job (default: the detector's entry, 2)")
+    parser.add_argument("--gpus-per-job", type=float,
+                        help="Ray: GPU share per job, e.g. 0.25 or 1 (default: 1 for trained detectors, 0.25 for "
+                             "one-pass fits, 0 on a cluster without GPUs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds before one run is stopped")
     p.add_argument("--compare-study", action="store_true",
                    help="print our numbers next to the IADBE study's (runs nothing new without --models)")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("zoo", help="maintainers: train every model on every category, push each, write the manifest")
@@ -157,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="manifest to update (default: the shipped iadbe/models_manifest.yaml)")
     p.add_argument("--work-dir", help="where trained models wait for their push (default: IADBE_HOME/zoo)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("convert", help="write a dataset (any layout IADBE reads) out as a YOLO export or in MVTec AD's "
@@ -359,41 +373,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     xml = export_model_dir(Path(args.model_dir))
     print(f"exported {xml}\n{describe_model(Path(args.model_dir))}")
     return 0
-
-
-def parse_settings(items: list[str]) -> dict[str, Any]:
-    """``["coreset_sampling_ratio=0.04", "backbone=resnet18"]`` -> ``{"coreset_sampling_ratio": 0.04,
-    "backbone": "resnet18"}``: each VALUE as JSON where it parses (numbers, true/false, lists), else text.
-    Which names a detector takes is the library's check (``iadbe.models.factory.check_settings``)."""
-    from iadbe.errors import SettingsError
-
-    settings: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise SettingsError(f"--set expects KEY=VALUE (e.g. coreset_sampling_ratio=0.04), got {item!r}")
-        try:
-            settings[key] = json.loads(value)
-        except ValueError:
-            settings[key] = value
-    return settings
-
-
-def image_size_arg(text: str) -> int | tuple[int, int]:
-    """``256`` -> 256; ``384x288`` -> (384, 288) (height x width).
-
-    Only the form is checked here; the range (and multiple of 32) is the library's check, so the CLI,
-    the app and the API refuse a bad size with the same ``error: image size must be ...`` message.
-    """
-    parts = text.lower().replace(" ", "").split("x")
-    try:
-        sizes = [int(part) for part in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected a size like 256 or 384x288, got {text!r}")
-    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
 
 
 if __name__ == "__main__":

@@ -81,6 +81,13 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(args: argparse.Namespace) -> Any:
+    from iadbe.benchmark.executors import make_executor
+
+    return make_executor(args.executor, address=args.address, cpus_per_job=args.cpus_per_job,
+                         gpus_per_job=args.gpus_per_job)
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from iadbe.benchmark import RESULTS_DIR, aggregate, compare_with_study, format_comparison, load_records
     from iadbe.benchmark import run_benchmark
@@ -105,7 +112,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             image_size=args.image_size, max_epochs=args.max_epochs, max_train_images=args.max_train_images,
             max_train_minutes=args.max_train_minutes, mode=mode, folds=args.folds,
             timing_images=args.timing_images, out=out, timeout_s=args.timeout,
-            progress=lambda f, m: print(m, flush=True))
+            progress=lambda f, m: print(m, flush=True), executor=_executor(args))
         print(result.summary())
         if "md" in result.files:
             print(result.files["md"].read_text(encoding="utf-8"))
@@ -138,6 +145,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         backbone=args.backbone, image_size=args.image_size, max_epochs=args.max_epochs,
         max_train_images=args.max_train_images, seed=args.seed, manifest_path=args.manifest,
         work_dir=args.work_dir, private=args.private, progress=lambda message: print(message, flush=True),
+        executor=_executor(args),
     )
     print(format_zoo_report(items))
     return 1 if any(item.status == "failed" for item in items) else 0

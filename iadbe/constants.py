@@ -72,6 +72,11 @@ MAX_ZIP_RATIO = _env_int("IADBE_MAX_ZIP_RATIO", 200)
 
 HF_HUB_OFFLINE = _env_bool("HF_HUB_OFFLINE")
 
+#: A Ray cluster that the app's Benchmark tab may send runs to (``ray://HOST:10001`` or ``HOST:6379``), set by
+#: whoever runs the server; a visitor only chooses between this server and this cluster, never an address.
+#: Empty (default): the tab runs benchmarks on this server only. (The CLI takes ``--address``.)
+RAY_ADDRESS = os.environ.get("IADBE_RAY_ADDRESS", "").strip()
+
 # --------------------------------------------------------------------------- public app (Space) settings
 #: Set by Hugging Face on a Space; the app then defaults to shared mode.
 SPACE_ID = os.environ.get("SPACE_ID", "")

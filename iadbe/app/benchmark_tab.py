@@ -61,12 +61,33 @@ def own_results(workspace: Any) -> Path:
     return workspace.root / "benchmark" if workspace is not None and workspace.private else Path(RESULTS_DIR)
 
 
+def where_choices() -> list[tuple[str, str]]:
+    """Where the tab may run a benchmark: this server, and the Ray cluster configured on it (if any)."""
+    choices = [("this server", "local")]
+    if constants.RAY_ADDRESS:
+        choices.append(("the Ray cluster configured on this server", "ray"))
+    return choices
+
+
+def executor_for(where: Any) -> Any:
+    """The executor for the form's choice; the cluster's address is the server's, never the visitor's."""
+    from iadbe.benchmark.executors import make_executor
+
+    where = str(where or "local")
+    if where not in dict((value, label) for label, value in where_choices()):
+        raise fail("This server has no Ray cluster configured (IADBE_RAY_ADDRESS): the benchmark runs here."
+                   if where == "ray" else f"Unknown place to run {where!r}: choose this server or the Ray cluster.")
+    return make_executor("ray", address=constants.RAY_ADDRESS) if where == "ray" else make_executor("local")
+
+
 @user_errors
 def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_size: Any,
-                  max_train_images: Any, max_train_minutes: Any = 0,
+                  max_train_images: Any, max_train_minutes: Any = 0, where: Any = "local",
                   progress: gr.Progress = gr.Progress(),  # noqa: B008
                   request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> tuple:
-    """``/benchmark``: run (or resume) models x categories; returns (rows, markdown report, plot, comparison)."""
+    """``/benchmark``: run (or resume) models x categories, here or on the server's Ray cluster (``where``:
+    ``local`` or ``ray``); the progress shows how many runs are done, running and failed. Returns (rows,
+    markdown report, plot, comparison)."""
     from iadbe import benchmark
     from iadbe.app.startup import import_heavy_libraries
     from iadbe.benchmark.runs import split_names
@@ -85,10 +106,11 @@ def run_benchmark(models: Any, dataset: Any, root: Any, categories: Any, image_s
     size = int(image_size or 256)
     limit = int(max_train_images or 0) or None
     time_cap = minutes_cap(max_train_minutes)
+    executor = executor_for(where)
     workspace = visitor_workspace(request, profile)
     result = benchmark.run_benchmark(names, kind, folder, split_names(categories) or None, image_size=size,
                                      max_train_images=limit, max_train_minutes=time_cap,
-                                     out=own_results(workspace) / kind,
+                                     out=own_results(workspace) / kind, executor=executor,
                                      progress=lambda fraction, message: progress(fraction, desc=message))
     return _result_views(result.out, kind)
 
@@ -325,6 +347,8 @@ def build() -> dict[str, Any]:
         image_size = gr.Slider(64, 512, value=256, step=32, label="image size", elem_id="bench-size")
         max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
         max_minutes = gr.Number(value=0, minimum=0, label="max training minutes per model (0 = no limit)")
+        where = gr.Radio(where_choices(), value="local", label="run on", visible=len(where_choices()) > 1,
+                         elem_id="bench-where")
         start = gr.Button("Run benchmark", variant="primary")
     table = gr.Dataframe(headers=["model", "category", "backbone", "image AUROC", "pixel AUROC", "PRO",
                                   "training s", "OpenVINO ms"], label="results of this run", interactive=False)
@@ -353,7 +377,7 @@ def build() -> dict[str, Any]:
     form = [models, dataset, root, categories, image_size, picked]
     board.select(pick_cell, [board, dataset_filter], form, api_visibility="private")
     runs.select(pick_cell, [runs, dataset_filter], form, api_visibility="private")
-    start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train, max_minutes],
+    start.click(run_benchmark, [models, dataset, root, categories, image_size, max_train, max_minutes, where],
                 [table, report, plot, comparison], api_name="benchmark", concurrency_limit=1, concurrency_id="train"
                 ).then(leaderboard, filters, views, api_name="leaderboard_after_run", api_visibility="private",
                        show_progress="hidden")

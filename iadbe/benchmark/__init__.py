@@ -5,7 +5,9 @@
     >>> print(result.summary())  # doctest: +SKIP
 
 Writes ``runs/<run_id>.json`` (one record per run), ``results.csv``, ``results.md``, ``results.tex`` and
-PNG plots under the output folder; :mod:`iadbe.benchmark.study` holds the IADBE study's tables.
+PNG plots under the output folder; :mod:`iadbe.benchmark.study` holds the IADBE study's tables. The runs go
+to an executor (:mod:`iadbe.benchmark.executors`): here, one after the other, or a Ray cluster
+(``run_benchmark(..., executor=make_executor("ray", address=...))``), with the same records.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 A crash, a kill or an out-of-memory in one run becomes a ``failed`` record (exit code, the end of its
 output) and the others continue. Running the same benchmark again skips every run with an ``ok``
 record, so a benchmark stopped midway only runs what is missing.
+
+The runs go to an executor (:mod:`iadbe.benchmark.executors`): one after the other here (``local``), or as
+tasks of a Ray cluster (``ray``). Either way a run is :func:`run_job` (a child process on the machine that
+runs it), and its record comes back to this process, which writes it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from iadbe import constants
 from iadbe.benchmark.runs import MODES, RunSpec, finished_ids, load_records, record_path, write_record
 from iadbe.errors import SettingsError
+
+if TYPE_CHECKING:
+    from iadbe.benchmark.executors import Executor
 
 #: Default output folder of the benchmark (also browsed by the app's Benchmark tab).
 RESULTS_DIR = constants.IADBE_HOME / "benchmark"
@@ -95,6 +102,7 @@ def run_benchmark(
     timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
     progress: BenchmarkProgress | None = None,
     make_outputs: bool = True,
+    executor: Executor | None = None,
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark and write its records, tables and plots under ``out``.
 
@@ -106,21 +114,17 @@ def run_benchmark(
             categories together) or ``kfold`` (``folds`` folds over the labelled images: supervised and anomaly
             detectors compared fairly, :mod:`iadbe.benchmark.kfold`); see :class:`~iadbe.benchmark.runs.RunSpec`.
         out: output folder (default ``RESULTS_DIR/<dataset>``); records go to ``out/runs``.
+        executor: where the runs go (:func:`iadbe.benchmark.executors.make_executor`: ``local``, the
+            default, or a Ray cluster); the records, tables and plots are the same.
+        progress: ``(fraction, message)`` after every change; the message starts with the counts
+            (:meth:`~iadbe.benchmark.executors.Progress.line`).
     """
     report = progress or (lambda fraction, message: None)
     out = Path(out) if out else RESULTS_DIR / dataset
     specs = plan_runs(models, dataset, root, categories, seeds=seeds, mode=mode, folds=folds, backbone=backbone,
                       image_size=image_size, max_epochs=max_epochs, max_train_images=max_train_images,
                       max_train_minutes=max_train_minutes, timing_images=timing_images)
-    result = BenchmarkResult(out)
-    done = finished_ids(out)
-    for index, spec in enumerate(specs):
-        if spec.run_id in done:
-            result.skipped.append(spec.run_id)
-            continue
-        report(index / len(specs), f"run {index + 1}/{len(specs)}: {spec.run_id}")
-        record = run_in_process(spec, out, timeout_s)
-        (result.ran if record["status"] == "ok" else result.failed).append(spec.run_id)
+    result = run_specs(specs, out, timeout_s=timeout_s, executor=executor, progress=report)
     result.records = load_records(out)
     if make_outputs:
         report(0.98, "writing tables and plots")
@@ -129,6 +133,55 @@ def run_benchmark(
         result.files = write_outputs(out, result.records, dataset)
     report(1.0, result.summary())
     return result
+
+
+def run_specs(specs: Sequence[RunSpec], out: str | Path, *, timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
+              executor: Executor | None = None, progress: BenchmarkProgress | None = None) -> BenchmarkResult:
+    """Run every spec without an ``ok`` record under ``out`` (resume) on ``executor``; each run's record
+    (``ok``, or ``failed`` with its reason) is written here, by this process, as it comes back."""
+    from iadbe.benchmark.executors import LocalExecutor
+    from iadbe.benchmark.jobs import Job, Outcome, Progress
+
+    report = progress or (lambda fraction, message: None)
+    executor = executor or LocalExecutor()
+    out = Path(out)
+    result = BenchmarkResult(out)
+    done = finished_ids(out)
+    result.skipped = [spec.run_id for spec in specs if spec.run_id in done]
+    todo = {spec.run_id: spec for spec in specs if spec.run_id not in done}
+    jobs = [Job(run_id, f"{__name__}:run_job", {"spec": spec.to_dict(), "timeout_s": timeout_s}, model=spec.model,
+                timeout_s=timeout_s) for run_id, spec in todo.items()]
+
+    def handle(outcome: Outcome) -> bool:
+        spec = todo[outcome.job.key]
+        record = outcome.result if outcome.result is not None else failed_record(spec, None, outcome.error or "", "")
+        record["machine"] = {**outcome.location, **(record.get("machine") or {})}
+        write_record(record_path(out, spec), record)
+        ok = record.get("status") == "ok"
+        (result.ran if ok else result.failed).append(spec.run_id)
+        if not ok:
+            report(counts.fraction, f"{spec.run_id} failed: {record.get('reason')}")
+        return ok
+
+    counts = Progress(total=len(specs), skipped=len(result.skipped), executor=executor.name)
+    executor.run(jobs, handle, counts, lambda state, event: report(state.fraction, f"{state.line()}: {event}"))
+    return result
+
+
+def run_job(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One benchmark job wherever it runs (this machine or a cluster's worker): the run in a child process,
+    its record kept in a temporary folder of that machine and returned (``ok`` or ``failed``)."""
+    run = RunSpec.from_dict(spec)
+    with tempfile.TemporaryDirectory(prefix=f"iadbe-job-{run.run_id}-") as tmp:
+        return run_in_process(run, Path(tmp), timeout_s)
+
+
+def failed_record(spec: RunSpec, code: int | None, reason: str, tail: str,
+                  wall_time_s: float | None = None) -> dict[str, Any]:
+    """The record of a run that gave no result: its exit code (None: its task died), why, its output's end."""
+    return {"run_id": spec.run_id, "status": "failed", "spec": spec.to_dict(), "model": spec.model,
+            "dataset": spec.dataset, "category": spec.category, "seed": spec.seed, "mode": spec.mode,
+            "exit_code": code, "reason": reason, "wall_time_s": wall_time_s, "log_tail": tail}
 
 
 def run_in_process(spec: RunSpec, out: Path, timeout_s: float = DEFAULT_RUN_TIMEOUT_S) -> dict[str, Any]:
@@ -155,10 +208,8 @@ def run_in_process(spec: RunSpec, out: Path, timeout_s: float = DEFAULT_RUN_TIME
         if code == 0 and target.is_file():
             return json.loads(target.read_text(encoding="utf-8"))
         tail = log_file.read_text(encoding="utf-8", errors="replace")[-3000:]
-    record = {"run_id": spec.run_id, "status": "failed", "spec": spec.to_dict(), "model": spec.model,
-              "dataset": spec.dataset, "category": spec.category, "seed": spec.seed, "mode": spec.mode,
-              "exit_code": code, "reason": reason or _failure_reason(code, tail),
-              "wall_time_s": round(time.perf_counter() - started, 3), "log_tail": tail}
+    record = failed_record(spec, code, reason or _failure_reason(code, tail), tail,
+                           round(time.perf_counter() - started, 3))
     write_record(target, record)
     return record
 

@@ -108,6 +108,11 @@ class DetectorSpec:
     #: Share of good pixels its pixel threshold flags by default, where its maps need another one than
     #: :data:`iadbe.calibration.DEFAULT_PIXEL_FALSE_ALARM_RATE` (None: that one).
     pixel_false_alarm_rate: float | None = None
+    #: What one benchmark or zoo job of this detector asks a Ray cluster for (``iadbe benchmark --executor
+    #: ray``): CPUs, and a GPU share where the cluster has GPUs (None: a whole GPU when it trains for more
+    #: than one epoch, a quarter for a one-pass fit; :func:`iadbe.benchmark.executors.job_resources`).
+    job_cpus: float = 2.0
+    job_gpus: float | None = None
     #: The graph's second output is candidate boxes ``(N, A, 6)``, not an anomaly map (:mod:`iadbe.boxes`).
     boxes: bool = False
     #: What a model card must say of the software the detector is trained with (YOLO: Ultralytics' AGPL-3.0).
