@@ -170,3 +170,20 @@ def test_a_tiny_unet_trains_through_the_tab_with_progress_and_its_metrics(labell
     assert any(desc.startswith("epoch") or "step" in desc for _, desc in calls), calls
     assert len(gallery) == 4 and all(Path(path).is_file() for path, _ in gallery)
     assert sum(row[1] + row[2] for row in confusion) == 7  # every test image, at the calibrated threshold
+
+
+def test_a_tiny_yolo_trains_through_the_tab_and_its_examples_have_boxes(labelled_zip: Path) -> None:
+    pytest.importorskip("ultralytics")
+    from iadbe.app.training_tab import train_model
+
+    calls: list[tuple[float, str]] = []
+    status, rows, report, gallery, summary, histogram, confusion = train_model(
+        str(labelled_zip), "", "", "yolov8n", "", SIZE, 1, 0, "tab-yolo", 1, None, request=_request(),
+        progress=lambda fraction, desc="": calls.append((fraction, desc)))
+    assert status.startswith("Trained **tab-yolo**")
+    metrics = dict(rows)
+    assert {"image_F1", "image_F1_oracle", "image_AUROC"} <= set(metrics) and "pixel_F1" not in metrics
+    assert [fraction for fraction, _ in calls][-1] == 1.0
+    assert len(gallery) == 4 and all(Path(path).is_file() for path, _ in gallery)
+    # NMS keeps at least the best candidate of every image; those above the threshold are drawn on the panel
+    assert all(" boxes drawn" in caption for _, caption in gallery), gallery

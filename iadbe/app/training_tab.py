@@ -247,7 +247,10 @@ def _test_gallery(result: Any) -> list[tuple[str, str]]:
     for index, prediction in enumerate(predictions):
         views = render_prediction(for_display(prediction, 512))
         saved = save_views({"panel": views["panel"]}, out, f"{index:02d}_{Path(prediction.name).stem}")
-        gallery.append((str(saved["panel"]), f"{prediction.name}: {prediction.label_text} ({prediction.score:.3f})"))
+        caption = f"{prediction.name}: {prediction.label_text} ({prediction.score:.3f})"
+        if prediction.boxes:  # a box detector (YOLO): the panel's contours view draws the boxes above the threshold
+            caption += f", {len(prediction.shown_boxes)} of {len(prediction.boxes)} boxes drawn"
+        gallery.append((str(saved["panel"]), caption))
     return gallery
 
 
@@ -297,7 +300,7 @@ def build() -> dict[str, Any]:
     status = gr.Markdown(label="status")
     with gr.Row():
         metrics = gr.Dataframe(headers=METRIC_HEADERS, label="test metrics", interactive=False)
-        samples = gr.Gallery(label="test images with heatmaps", columns=2, height=420)
+        samples = gr.Gallery(label="test images with heatmaps (YOLO: boxes)", columns=2, height=420)
     with gr.Row():
         histogram = gr.Image(label="validation scores: good parts, anomalies and the threshold", type="numpy",
                              interactive=False, elem_id="val-histogram")
