@@ -280,7 +280,7 @@ def build() -> dict[str, Any]:
         report = gr.Textbox(label="dataset report", lines=14, max_lines=30)
     with gr.Row():
         model = gr.Dropdown(choices=all_detectors(supervised=False), value="padim", label="model (runs here)",
-                            allow_custom_value=True)
+                            allow_custom_value=True, elem_id="train-model")
         backbone = gr.Dropdown(choices=["tf_efficientnet_lite0"], value="tf_efficientnet_lite0",
                                label="backbone", allow_custom_value=True)
         image_size = gr.Slider(64, 512, value=256, step=32, label="image size")

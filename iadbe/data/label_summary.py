@@ -59,7 +59,7 @@ class LabelSummary:
         return " ".join((found, anomaly, self._supervised_text()))
 
     def _labels_phrase(self) -> str:
-        return "YOLO labels (boxes drawn as masks)" if self.label_source == "YOLO labels" else "masks"
+        return "YOLO labels, drawn as masks" if self.label_source == "YOLO labels" else "masks"
 
     def _supervised_text(self) -> str:
         if self.supervised_ready:
