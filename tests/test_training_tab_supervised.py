@@ -112,6 +112,19 @@ def test_the_dropdown_offers_supervised_detectors_only_with_labelled_defects(lab
     assert not {name for _, name in update["choices"]} & supervised and "Inspect" in note
 
 
+def test_a_supervised_detector_asked_for_on_data_without_training_defects_says_what_is_missing(
+        unlabelled_zip: Path) -> None:
+    import gradio as gr
+
+    from iadbe import constants
+    from iadbe.app.training_tab import train_model
+
+    with pytest.raises(gr.Error, match="is a supervised detector: it trains on labelled defects"):
+        train_model(str(unlabelled_zip), "", "", "unet_lite0", "", SIZE, 1, 0, "no-defects", request=_request(),
+                    progress=lambda *args, **kwargs: None)
+    assert not any(constants.MODEL_STORE.glob("*"))  # nothing written
+
+
 def test_yolo_without_ultralytics_is_not_offered_and_training_it_says_how_to_add_it(
         labelled_zip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gradio as gr
