@@ -132,8 +132,9 @@ def offer_models(dataset_zip: Any, dataset_path: Any, category: Any, model: Any,
     anomaly = {name for _, name in model_choices_for(False)}
     supervised = [display for display, name in choices if name not in anomaly]
     if summary.supervised_ready:
-        note = (f"This dataset has {summary.supervised_train + summary.supervised_val + summary.test_labelled} "
-                f"labelled defects: the supervised detectors are offered ({', '.join(supervised) or 'none runs here'}).")
+        offered = ", ".join(supervised) or "none runs here"
+        note = (f"This dataset has {summary.labelled} labelled defects: the supervised detectors are offered "
+                f"({offered}).")
     else:
         note = "No labelled defects outside the test split: only the anomaly detectors are offered."
     extra = supervised_unavailable()

@@ -44,7 +44,8 @@ class LabelSummary:
             if not self.labelled:
                 labels = "none labelled: no masks or boxes"
             else:
-                labels = ("all" if self.labelled == self.defects else str(self.labelled)) + f" with {self._labels_phrase()}"
+                share = "all" if self.labelled == self.defects else str(self.labelled)
+                labels = f"{share} with {self._labels_phrase()}"
             found = f"{self.good} good images, {self.defects} defective images ({labels})."
         else:
             found = f"{self.good} good images, no defective images."
@@ -69,7 +70,8 @@ class LabelSummary:
         if self.test_labelled:
             return (f"Supervised detectors (U-Net, YOLO) are not offered: the {self.test_labelled} labelled defects "
                     "are all in the test split, which no model trains on. Put some outside it (e.g. in the train "
-                    "split of a YOLO export, with their label files), or compare both kinds with `iadbe benchmark --protocol kfold`, which trains on folds of them.")
+                    "split of a YOLO export, with their label files), or compare both kinds with "
+                    "`iadbe benchmark --protocol kfold`, which trains on folds of them.")
         return ("Supervised detectors (U-Net, YOLO) are not offered: they train on labelled defects (images with "
                 "masks, or YOLO labels), and this dataset has none.")
 
