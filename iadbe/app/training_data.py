@@ -101,9 +101,10 @@ def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any, request:
 def model_choices_for(labelled: bool) -> list[tuple[str, str]]:
     """(display name, registry name) of the detectors that run here: the anomaly detectors, plus the supervised
     ones when the dataset has labelled defects (``labelled``)."""
-    from iadbe.app.startup import runnable_models
+    from iadbe.app.startup import import_heavy_libraries, runnable_models
     from iadbe.models import get_spec
 
+    import_heavy_libraries()  # the availability check imports torch: one thread at a time
     return [(display, name) for display, name in runnable_models() if labelled or not get_spec(name).supervised]
 
 
