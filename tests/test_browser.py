@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_app import FIXTURE_MODEL, PROJECT, SCORE_TOL, library_prediction, running_app
+from test_app import FIXTURE_MODEL, PROJECT, SCORE_TOL, library_prediction, running_app, zip_folder
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -179,6 +179,35 @@ def _all_grid_rows(page, element_id: str) -> list[dict[str, str]]:
 def _choose(page, dropdown: str, option: str) -> None:
     page.locator(f"#{dropdown} input").click()
     page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_inspecting_labelled_defects_offers_the_supervised_detectors(browser_page, tmp_path):
+    """Inspect a YOLO export with labelled defects: the tab says what it found and the model list gains the
+    U-Net; a new upload without labelled defects takes it away again."""
+    from test_training_tab_supervised import make_yolo_parts
+
+    server, page = browser_page
+    labelled = zip_folder(make_yolo_parts(tmp_path / "labelled"), tmp_path / "labelled.zip")
+    page.goto(server.url)
+    page.get_by_role("tab", name="Training", exact=True).click()
+
+    def options() -> list[str]:
+        page.locator("#train-model input").click()
+        names = [text.strip().splitlines()[-1] for text in page.get_by_role("option").all_inner_texts()]  # "✓\nPaDiM"
+        page.keyboard.press("Escape")
+        return names
+
+    assert "U-Net Lite0 (supervised)" not in options()
+    page.locator("#dataset-zip input[type=file]").set_input_files(str(labelled))
+    page.get_by_role("button", name="Inspect", exact=True).click()
+    page.wait_for_function("() => (document.querySelector('#offer-note') || {}).innerText"
+                           "?.includes('labelled defects: the supervised detectors are offered')")
+    assert "can use 4 labelled defects for training" in page.get_by_label("dataset report").input_value()
+    assert "U-Net Lite0 (supervised)" in options() and "PaDiM" in options()
+    page.screenshot(path=str(SCREENSHOTS / "training_supervised_offered.png"), full_page=True)
+    page.locator("#dataset-zip button[aria-label='Clear']").first.click()
+    page.wait_for_function("() => (document.querySelector('#offer-note') || {}).innerText?.includes('once')")
+    assert "U-Net Lite0 (supervised)" not in options()
 
 
 def test_benchmark_tab_opens_on_the_leaderboard(browser_page):

@@ -155,11 +155,12 @@ def available_backbones() -> tuple[str, ...]:
     return tuple(info.name for info in list_backbones() if info.available)
 
 
-def all_detectors() -> list[tuple[str, str]]:
-    """Every registered detector, without checking weights (cheap: for the first page render)."""
+def all_detectors(supervised: bool = True) -> list[tuple[str, str]]:
+    """Every registered detector (without the supervised ones unless ``supervised``), without checking
+    weights (cheap: for the first page render)."""
     from iadbe.models import all_specs
 
-    return [(spec.display_name, spec.name) for spec in all_specs()]
+    return [(spec.display_name, spec.name) for spec in all_specs() if supervised or not spec.supervised]
 
 
 def describe() -> dict[str, Any]:

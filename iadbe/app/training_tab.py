@@ -8,7 +8,8 @@ Ownership (``iadbe.workspaces``): in shared mode an upload is extracted into the
 a model is trained into it, after the quota checks; only its owner lists, pushes or deletes it. Trainings
 wait in one queue (one running at a time, one per visitor), the waiting ones told their place.
 
-Publishing a model and the visitor's own models and data are :mod:`iadbe.app.publish`'s (wired in here).
+Publishing a model and the visitor's own models and data are :mod:`iadbe.app.publish`'s, the dataset side
+(uploads, ``/inspect``, which detectors are offered for the data) :mod:`iadbe.app.training_data`'s (wired in here).
 
 Cancelling: Gradio's ``cancels=`` stops the event, but a function already running in a worker thread
 keeps running. So the Cancel button also sets a flag for the user's session, and the progress callback
@@ -30,19 +31,23 @@ from iadbe.calibration import DEFAULT_FALSE_ALARM_RATE
 from iadbe.model_card import epochs_summary
 from iadbe.charts import CONFUSION_HEADERS, confusion_rows
 from iadbe.app.common import (
-    clear_session_uploads,
     fail,
-    file_path,
     minutes_cap,
     model_choices,
     rate_from_percent,
     request_dir,
-    server_folder,
-    session_upload_dir,
     user_errors,
     visitor_workspace,
 )
 from iadbe.app.publish import delete_data, delete_model, push, push_note, workspace_status
+from iadbe.app.training_data import (  # noqa: F401 - end_session: server.py's unload handler, imported from here
+    OFFER_HINT,
+    dataset_root,
+    end_session,
+    inspect_dataset,
+    offer_models,
+    reset_offer,
+)
 from iadbe.workspaces import TrainingQueue
 
 METRIC_HEADERS = ["metric", "value (%)"]
@@ -61,64 +66,6 @@ class TrainingCancelled(Exception):
 
 def _session(request: gr.Request | None) -> str:
     return str(getattr(request, "session_hash", None) or "default")
-
-
-# --------------------------------------------------------------------------- dataset
-def dataset_root(dataset_zip: Any, dataset_path: Any, request: Any = None, workspace: Any = None) -> str | Path:
-    """The dataset argument for the library: an uploaded zip (extracted safely into this session's upload
-    folder, or the visitor's workspace in shared mode), a folder under the app's data roots, or a Hub dataset
-    (downloaded; in shared mode without the server's token)."""
-    uploaded = file_path(dataset_zip)
-    text = str(dataset_path or "").strip()
-    if uploaded:
-        return _extract_upload(Path(uploaded), request, workspace)
-    if text.startswith("hf://"):
-        from iadbe.hub import download_dataset
-
-        private = workspace is not None and workspace.private
-        return download_dataset(text, token=False if private else None)
-    if text:
-        return server_folder(text)
-    raise fail("Upload a dataset zip, or type a folder on the server or hf://datasets/OWNER/NAME.")
-
-
-def _extract_upload(uploaded: Path, request: Any, workspace: Any = None) -> Path:
-    """The dataset folder inside an uploaded zip, extracted once per session (``/inspect`` then ``/train``).
-    In shared mode it goes into the visitor's workspace, after checking it fits their quota."""
-    import hashlib
-
-    from iadbe.data import resolve_dataset_root
-
-    key = hashlib.sha256(str(uploaded).encode()).hexdigest()[:20]  # Gradio names uploads by their content
-    if workspace is None or not workspace.private:
-        return resolve_dataset_root(uploaded, extract_dir=session_upload_dir(request) / key)
-    destination = workspace.uploads_dir / key
-    if not destination.exists():
-        workspace.check_upload(uploaded)  # QuotaError before anything is unpacked
-    return resolve_dataset_root(uploaded, extract_dir=destination)
-
-
-def end_session(request: gr.Request) -> None:
-    """``demo.unload``: the session is over, its extracted uploads go (an anonymous workspace's too)."""
-    clear_session_uploads(request)
-    try:
-        workspace = visitor_workspace(request)
-    except Exception:  # noqa: BLE001 - no session, nothing of it to clear
-        return
-    if workspace.visitor.anonymous:
-        workspace.clear_uploads()
-
-
-@user_errors
-def inspect_dataset(dataset_zip: Any, dataset_path: Any, category: Any, request: gr.Request = None,
-                    profile: gr.OAuthProfile | None = None) -> str:
-    """``/inspect``: the detection report of the dataset (layout, counts, masks, how val is built)."""
-    from iadbe.app.startup import import_heavy_libraries
-    from iadbe.data import load_dataset
-
-    import_heavy_libraries()
-    root = dataset_root(dataset_zip, dataset_path, request, visitor_workspace(request, profile))
-    return load_dataset("folder", root, str(category or "").strip() or None).report()
 
 
 # --------------------------------------------------------------------------- train
@@ -248,9 +195,10 @@ def time_cap_hint(detector: Any) -> tuple[Any, str]:
     cap = spec.interactive_time_cap
     if cap is None:
         return None, f"{spec.display_name} fits in one pass over the good images: no time cap needed."
-    return cap, (f"{spec.display_name}: the study trains {spec.max_epochs} epochs, hours on a CPU; this Space stops "
+    whose = "the study trains" if spec.in_study else "it trains up to"
+    return cap, (f"{spec.display_name}: {whose} {spec.max_epochs} epochs, hours on a CPU; this Space stops "
                  f"after {cap:g} minutes by default and records how many epochs it got. "
-                 "Set 0 for the study's epochs.")
+                 "Set 0 for the full epochs.")
 
 
 def _histogram(result: Any) -> Any:
@@ -299,7 +247,10 @@ def _test_gallery(result: Any) -> list[tuple[str, str]]:
     for index, prediction in enumerate(predictions):
         views = render_prediction(for_display(prediction, 512))
         saved = save_views({"panel": views["panel"]}, out, f"{index:02d}_{Path(prediction.name).stem}")
-        gallery.append((str(saved["panel"]), f"{prediction.name}: {prediction.label_text} ({prediction.score:.3f})"))
+        caption = f"{prediction.name}: {prediction.label_text} ({prediction.score:.3f})"
+        if prediction.boxes:  # a box detector (YOLO): the panel's contours view draws the boxes above the threshold
+            caption += f", {len(prediction.shown_boxes)} of {len(prediction.boxes)} boxes drawn"
+        gallery.append((str(saved["panel"]), caption))
     return gallery
 
 
@@ -328,8 +279,8 @@ def build() -> dict[str, Any]:
             inspect = gr.Button("Inspect")
         report = gr.Textbox(label="dataset report", lines=14, max_lines=30)
     with gr.Row():
-        model = gr.Dropdown(choices=all_detectors(), value="padim", label="model (runs here)",
-                            allow_custom_value=True)
+        model = gr.Dropdown(choices=all_detectors(supervised=False), value="padim", label="model (runs here)",
+                            allow_custom_value=True, elem_id="train-model")
         backbone = gr.Dropdown(choices=["tf_efficientnet_lite0"], value="tf_efficientnet_lite0",
                                label="backbone", allow_custom_value=True)
         image_size = gr.Slider(64, 512, value=256, step=32, label="image size")
@@ -341,6 +292,7 @@ def build() -> dict[str, Any]:
         name = gr.Textbox(label="model name (optional)")
         false_alarms = gr.Number(value=100 * DEFAULT_FALSE_ALARM_RATE, minimum=0, maximum=50,
                                  label="false alarms accepted on good parts (%)")
+    offer_note = gr.Markdown(OFFER_HINT, elem_id="offer-note")
     cap_note = gr.Markdown(time_cap_hint("padim")[1], elem_id="time-cap-note")
     with gr.Row():
         start = gr.Button("Train", variant="primary")
@@ -348,7 +300,7 @@ def build() -> dict[str, Any]:
     status = gr.Markdown(label="status")
     with gr.Row():
         metrics = gr.Dataframe(headers=METRIC_HEADERS, label="test metrics", interactive=False)
-        samples = gr.Gallery(label="test images with heatmaps", columns=2, height=420)
+        samples = gr.Gallery(label="test images with heatmaps (YOLO: boxes)", columns=2, height=420)
     with gr.Row():
         histogram = gr.Image(label="validation scores: good parts, anomalies and the threshold", type="numpy",
                              interactive=False, elem_id="val-histogram")
@@ -378,8 +330,12 @@ def build() -> dict[str, Any]:
         own_result = gr.Markdown()
 
     model.change(time_cap_hint, model, [max_minutes, cap_note], api_visibility="private", show_progress="hidden")
-    inspect.click(inspect_dataset, [dataset_zip, dataset_path, category], report, api_name="inspect",
-                  concurrency_limit=1, concurrency_id="inspect")
+    inspected = inspect.click(inspect_dataset, [dataset_zip, dataset_path, category], report, api_name="inspect",
+                              concurrency_limit=1, concurrency_id="inspect")
+    inspected.success(offer_models, [dataset_zip, dataset_path, category, model], [model, offer_note],
+                      api_visibility="private", show_progress="hidden", concurrency_limit=1, concurrency_id="inspect")
+    gr.on([dataset_zip.change, dataset_path.input, category.input], reset_offer, model, [model, offer_note],
+          api_visibility="private", show_progress="hidden")
     job = start.click(train_model, [dataset_zip, dataset_path, category, model, backbone, image_size, max_epochs,
                                     max_train, name, max_minutes, false_alarms],
                       [status, metrics, report, samples, result, histogram, confusion],

@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from iadbe.app import benchmark_tab, inference_tab, live_tab, models_tab, startup, training_tab
+from iadbe.app import benchmark_tab, inference_tab, live_tab, models_tab, startup, training_data, training_tab
 from iadbe import constants
 from iadbe.app.common import DEMO_LABEL, dropdown_update, logger, user_errors, visitor_workspace
 
@@ -71,8 +71,9 @@ def offers_login() -> bool:
 
 @user_errors
 def training_choices(model: Any, backbone: Any) -> tuple:
-    """The detectors and backbones that run here (the first call imports torch: after the page is up)."""
-    models = startup.runnable_models()
+    """The detectors and backbones that run here (the first call imports torch: after the page is up); the
+    supervised detectors only once an inspected dataset has labelled defects (``training_data.offer_models``)."""
+    models = training_data.model_choices_for(labelled=False)
     backbones = list(startup.available_backbones())
     names = {value for _, value in models}
     return (gr.update(choices=models, value=model if model in names else (models[0][1] if models else None)),
