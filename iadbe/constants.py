@@ -113,11 +113,20 @@ def server_port() -> str:
     return os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT", "")
 
 
+def child_process_env() -> dict[str, str]:
+    """This process's environment for a ``python -m iadbe...`` child, with the folder that holds this ``iadbe``
+    first on ``PYTHONPATH``: run from a checkout without ``pip install -e .`` (``python app.py``), a child
+    started in another folder would not find the package."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_DIR), env.get("PYTHONPATH")) if p)
+    return env
+
+
 def yolo_subprocess_env(config_dir: Path) -> dict[str, str]:
     """The environment of IADBE's YOLO training subprocess (:mod:`iadbe.models.yolo_fit`): this process's,
     plus Ultralytics' own offline settings, which therefore never reach the process that starts it:
     ``YOLO_OFFLINE=1`` (no online check, no usage events), ``YOLO_CONFIG_DIR`` (its settings file goes to the
     run's own folder, not the user's home)."""
-    env = dict(os.environ)
+    env = child_process_env()
     env.update({"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(config_dir), "YOLO_AUTOINSTALL": "False"})
     return env

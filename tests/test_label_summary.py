@@ -54,14 +54,22 @@ def test_an_mvtec_category_has_masks_but_only_in_its_test_split() -> None:
     from iadbe.data import load_dataset
     from iadbe.data.label_summary import summarize_labels
 
+    from iadbe.data.supervised import TEST_SHARE, labelled_defects, supervised_splits
+
     splits = load_dataset("mvtec", TRANSISTOR)
     summary = summarize_labels(splits)
-    assert summary.label_source == "masks" and summary.labelled == summary.defects == summary.test_labelled > 0
-    assert not summary.supervised_ready and summary.supervised_val == 0
-    assert summary.synthetic == sum(s.is_anomalous for s in splits.val) > 0  # validation uses synthetic defects
+    in_test = len(labelled_defects(splits.test))
+    assert summary.label_source == "masks" and summary.labelled == summary.defects == in_test > 0
+    # all labelled defects are test images: half are set aside for a supervised detector, never tested on by it
+    assert summary.from_test == round(TEST_SHARE * in_test) and summary.test_labelled == in_test - summary.from_test
+    assert summary.supervised_ready and summary.supervised_train + summary.supervised_val == summary.from_test
+    supervised = supervised_splits(splits)
+    assert not {s.image for s in supervised.test} & {s.image for s in supervised.train + supervised.val}
+    assert "set aside for this detector" in supervised.notes[-1]
+    assert summary.synthetic == sum(s.is_anomalous for s in splits.val) > 0  # anomaly detectors: synthetic defects
     text = summary.text()
     assert f"{summary.defects} defective images (all with masks)" in text and "synthetic defects" in text
-    assert f"not offered: the {summary.test_labelled} labelled defects are all in the test split" in text
+    assert f"all labelled defects are in the test split, so {summary.from_test} of them are set aside" in text
     assert "--protocol kfold" in text
 
 

@@ -4,6 +4,7 @@ through ``/train`` with the progress bar and the time cap, and shared mode's iso
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,8 +64,16 @@ def labelled_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def unlabelled_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """good/ + defect/ + masks/ with no split: every defect is a test image, none can be trained on."""
-    folder = make_parts_dataset(tmp_path_factory.mktemp("pooled") / "pooled_parts")
+    """good/ + defect/ without masks: defects, but nothing a supervised detector can learn from."""
+    folder = make_parts_dataset(tmp_path_factory.mktemp("unlabelled") / "unlabelled_parts")
+    shutil.rmtree(folder / "masks")
+    return zip_folder(folder, folder.parent / "unlabelled_parts.zip")
+
+
+@pytest.fixture(scope="module")
+def pooled_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """good/ + defect/ + masks/ with no split: every labelled defect is a test image until half are set aside."""
+    folder = make_parts_dataset(tmp_path_factory.mktemp("pooled") / "pooled_parts", defects=6)
     return zip_folder(folder, folder.parent / "pooled_parts.zip")
 
 
@@ -110,6 +119,18 @@ def test_the_dropdown_offers_supervised_detectors_only_with_labelled_defects(lab
 
     update, note = reset_offer("unet_lite0")  # a new dataset chosen: anomaly detectors until it is inspected
     assert not {name for _, name in update["choices"]} & supervised and "Inspect" in note
+
+
+def test_a_folder_with_all_its_labelled_defects_in_test_sets_half_aside_for_supervised_detectors(
+        pooled_zip: Path) -> None:
+    from iadbe.app.training_tab import inspect_dataset, offer_models
+
+    update, note = offer_models(str(pooled_zip), "", "", "padim", _request())
+    assert "unet_lite0" in {name for _, name in update["choices"]}
+    report = inspect_dataset(str(pooled_zip), "", "", _request())
+    # 6 labelled test defects: 3 set aside (round(0.67 * 3) = 2 to train on, 1 to calibrate), 3 stay in the test
+    assert "all labelled defects are in the test split, so 3 of them are set aside" in report
+    assert "2 to train on" in report and "1 for validation" in report and "other 3 defects" in report
 
 
 def test_a_supervised_detector_asked_for_on_data_without_training_defects_says_what_is_missing(

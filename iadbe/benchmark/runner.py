@@ -194,7 +194,7 @@ def run_in_process(spec: RunSpec, out: Path, timeout_s: float = DEFAULT_RUN_TIME
         started = time.perf_counter()
         with log_file.open("wb") as log:
             child = subprocess.Popen([sys.executable, "-m", "iadbe.benchmark.worker", str(spec_file), str(target)],
-                                     stdout=log, stderr=subprocess.STDOUT, env=_child_env(), **_spawn_options())
+                                     stdout=log, stderr=subprocess.STDOUT, env=constants.child_process_env(), **_spawn_options())
             try:
                 code = child.wait(timeout=timeout_s)
                 reason = None
@@ -252,11 +252,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    project = str(constants.PROJECT_DIR)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (project, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def _failure_reason(code: int, tail: str) -> str:

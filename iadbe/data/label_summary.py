@@ -1,8 +1,8 @@
 """What a dataset offers each kind of detector, in plain words (the Training tab's "what was found").
 
 Anomaly detectors train on the normal training images; supervised detectors (``DetectorSpec.supervised``)
-also need labelled defects outside the test split, which :func:`iadbe.data.supervised.supervised_splits`
-shares between training and validation. :func:`summarize_labels` counts both from the same splits that
+also need labelled defects, which :func:`iadbe.data.supervised.supervised_splits` shares between training and
+validation (set aside from the test split where none is outside it). :func:`summarize_labels` counts both from the same splits that
 ``train`` uses, so what it says is what a training run would do. Tested in ``tests/test_label_summary.py``
 on real data.
 """
@@ -31,7 +31,8 @@ class LabelSummary:
     test_defects: int
     supervised_train: int  #: labelled defects a supervised detector trains on
     supervised_val: int  #: labelled defects that stay in validation for a supervised detector
-    test_labelled: int  #: labelled defects in the test split (never trained on)
+    test_labelled: int  #: labelled defects in a supervised detector's test split (never trained on)
+    from_test: int = 0  #: labelled test defects set aside for a supervised detector (none outside the test split)
 
     @property
     def supervised_ready(self) -> bool:
@@ -63,15 +64,21 @@ class LabelSummary:
         return "YOLO labels, drawn as masks" if self.label_source == "YOLO labels" else "masks"
 
     def _supervised_text(self) -> str:
+        if self.supervised_ready and self.from_test:
+            return (f"Supervised detectors (U-Net, YOLO): all labelled defects are in the test split, so "
+                    f"{self.from_test} of them are set aside for them: {self.supervised_train} to train on (with the "
+                    f"{self.normal_train} good images), {self.supervised_val} for validation; they are tested on the "
+                    f"other {self.test_labelled} defects and the good test images, so their numbers are not the "
+                    "anomaly detectors' (`iadbe benchmark --protocol kfold` scores both kinds on the same images).")
         if self.supervised_ready:
             return (f"Supervised detectors (U-Net, YOLO) can use {self.supervised_train} labelled defects for "
                     f"training (with the {self.normal_train} good images); {self.supervised_val} stay for "
                     f"validation and {self.test_labelled} for the test.")
         if self.test_labelled:
-            return (f"Supervised detectors (U-Net, YOLO) are not offered: the {self.test_labelled} labelled defects "
-                    "are all in the test split, which no model trains on. Put some outside it (e.g. in the train "
-                    "split of a YOLO export, with their label files), or compare both kinds with "
-                    "`iadbe benchmark --protocol kfold`, which trains on folds of them.")
+            return (f"Supervised detectors (U-Net, YOLO) are not offered: only {self.test_labelled} labelled "
+                    "defects, all in the test split, too few to set some aside to train on. Put some outside it "
+                    "(e.g. in the train split of a YOLO export, with their label files), or compare both kinds "
+                    "with `iadbe benchmark --protocol kfold`, which trains on folds of them.")
         return ("Supervised detectors (U-Net, YOLO) are not offered: they train on labelled defects (images with "
                 "masks, or YOLO labels), and this dataset has none.")
 
@@ -92,5 +99,6 @@ def summarize_labels(splits: DatasetSplits, seed: int = 0) -> LabelSummary:
         test_images=len(splits.test), test_defects=sum(s.is_anomalous for s in splits.test),
         supervised_train=len(labelled_defects(supervised.train)),
         supervised_val=len(labelled_defects(supervised.val)),
-        test_labelled=len(labelled_defects(splits.test)),
+        test_labelled=len(labelled_defects(supervised.test)),
+        from_test=len(labelled_defects(splits.test)) - len(labelled_defects(supervised.test)),
     )

@@ -6,8 +6,11 @@ themselves: it needs anomalous images with masks (YOLO boxes arrive as box masks
 
 :func:`load_dataset` keeps the training split normal (defects found outside the test set go to validation).
 For a supervised detector :func:`supervised_splits` moves a seeded share of those real, labelled validation
-defects into training (the rest stay to check the thresholds); the test split is never touched. The k-fold
-protocol (:mod:`iadbe.benchmark.kfold`) builds its own folds over the labelled test images instead.
+defects into training (the rest stay to check the thresholds). A dataset whose labelled defects are all in its
+test split (a ``good/ defect/ masks/`` folder, an MVTec category) would leave a supervised detector nothing to
+learn from: there a seeded half of the labelled test defects is set aside for it (training and validation),
+said in the splits' notes, and its test is the rest. The k-fold protocol (:mod:`iadbe.benchmark.kfold`)
+builds its own folds over the labelled test images instead, so that both kinds are scored on the same images.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from iadbe.errors import SettingsError
 
 #: Share of the validation split's labelled defects a supervised detector trains on (the rest calibrate).
 TRAIN_SHARE = 0.67
+#: Share of the labelled test defects set aside for a supervised detector where none is outside the test split.
+TEST_SHARE = 0.5
+#: Fewest labelled test defects for that: at least one to train on, one to calibrate on and two to test on.
+MIN_TEST_DEFECTS = 4
 
 
 def labelled_defects(samples: Sequence[Sample]) -> list[Sample]:
@@ -64,13 +71,32 @@ def supervised_splits(splits: DatasetSplits, seed: int = 0, share: float = TRAIN
         return splits
     defects = sorted(labelled_defects(splits.val), key=lambda s: _key(s, seed))
     if not defects:
-        return splits  # check_training_samples says what is missing
+        return _set_aside_test_defects(splits, seed, share)
     count = min(len(defects), max(1, round(share * len(defects))))
     moved = set(id(s) for s in defects[:count])
     note = (f"supervised training: {count} of the {len(defects)} labelled validation defects moved to training "
             f"(seed {seed}); {len(defects) - count} stay in validation")
     return replace(splits, train=list(splits.train) + defects[:count],
                    val=[s for s in splits.val if id(s) not in moved], notes=list(splits.notes) + [note])
+
+
+def _set_aside_test_defects(splits: DatasetSplits, seed: int, share: float) -> DatasetSplits:
+    """A seeded :data:`TEST_SHARE` of the labelled test defects moved out of the test split: ``share`` of them to
+    training, the rest to validation. Unchanged (and ``check_training_samples`` says what is missing) with fewer
+    than :data:`MIN_TEST_DEFECTS`."""
+    pool = sorted(labelled_defects(splits.test), key=lambda s: _key(s, seed))
+    if len(pool) < MIN_TEST_DEFECTS:
+        return splits
+    taken = pool[: max(2, round(TEST_SHARE * len(pool)))]
+    count = min(len(taken) - 1, max(1, round(share * len(taken))))
+    moved = set(id(s) for s in taken)
+    note = (f"supervised training: all {len(pool)} labelled defects were in the test split, so {len(taken)} were "
+            f"set aside for this detector (seed {seed}): {count} to train on, {len(taken) - count} to calibrate on. "
+            f"Its test is the other {len(pool) - len(taken)} defects and every good test image, not the whole test "
+            "split an anomaly detector is scored on: `iadbe benchmark --protocol kfold` scores both kinds on the "
+            "same images")
+    return replace(splits, train=list(splits.train) + taken[:count], val=list(splits.val) + taken[count:],
+                   test=[s for s in splits.test if id(s) not in moved], notes=list(splits.notes) + [note])
 
 
 def _key(sample: Sample, seed: int) -> str:
