@@ -209,7 +209,8 @@ def test_the_dataset_kinds_and_backends_offered_are_the_ones_the_library_reads()
 def test_environment_variables_are_read_in_constants_only() -> None:
     """``os.environ`` / ``os.getenv`` appear in ``constants.py`` only (``child_process_env`` copies the whole
     environment, unread, for the benchmark's and YOLO's child processes)."""
-    allowed = {"iadbe.constants"}
+    # process_state puts back what a library's import changed in os.environ (ultralytics); it reads no setting
+    allowed = {"iadbe.constants", "iadbe.models.process_state"}
     found = [f"{module}:{node.lineno}" for module, path in MODULES.items() if module not in allowed
              for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
              if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}

@@ -162,7 +162,10 @@ def test_export_records_the_check_and_load_model_follows_it(model_dir):
     assert auto.predict(images[0])[0].summary()["precision"] == record["auto"]
 
 
-def test_iadbe_export_checks_again_and_says_what_auto_runs(model_dir):
+def test_iadbe_export_checks_again_and_says_what_auto_runs(model_dir, tmp_path):
+    import shutil
+
+    model_dir = Path(shutil.copytree(model_dir, tmp_path / "model"))  # the other tests keep the trained record
     out = subprocess.run([sys.executable, "-m", "iadbe", "export", "--model-dir", str(model_dir)], cwd=PROJECT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -92,10 +92,49 @@ def test_without_ultralytics_yolo_says_how_to_add_it(monkeypatch: pytest.MonkeyP
 
 @needs_ultralytics
 def test_every_yolo_yaml_ships_with_ultralytics() -> None:
-    from ultralytics.nn.tasks import yaml_model_load
+    from iadbe.models.process_state import import_keeping_process_state
 
+    tasks = import_keeping_process_state("ultralytics.nn.tasks")  # never a bare import: it patches this process
     for spec in YOLOS:
-        assert yaml_model_load(spec.defaults["model_yaml"])["backbone"], spec.name
+        assert tasks.yaml_model_load(spec.defaults["model_yaml"])["backbone"], spec.name
+
+
+PROCESS_STATE = """
+import json, os, warnings, cv2, numpy as np, torch
+from PIL import Image
+
+def state():
+    return {"pil_open": repr(Image.open), "torch_save": repr(torch.save), "torch_load": repr(torch.load),
+            "cv2_threads": cv2.getNumThreads(), "numpy_print": repr(np.get_printoptions()),
+            "torch_print": repr(vars(torch._tensor_str.PRINT_OPTS)), "environ": dict(os.environ),
+            "warnings": len(warnings.filters)}
+
+before = state()
+{action}
+after = state()
+print(json.dumps({key: [before[key], after[key]] for key in before if before[key] != after[key]}))
+"""
+
+
+@needs_ultralytics
+def test_building_a_yolo_in_this_process_changes_no_process_wide_setting() -> None:
+    """Ultralytics' import patches PIL.Image.open, torch.save, OpenCV's threads, print options, environment
+    variables and warning filters (a bare import shows it); IADBE's YoloDetector puts every one back (a Space
+    serves all visitors from one process). Each in a fresh interpreter: no earlier test's import counts."""
+    import json
+    import subprocess
+    import sys
+
+    def changes(action: str) -> dict:
+        code = PROCESS_STATE.replace("{action}", action)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                             cwd=Path(__file__).resolve().parents[1])
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    bare = changes("import ultralytics.nn.tasks")
+    assert {"pil_open", "torch_save", "cv2_threads", "environ"} <= set(bare)  # what is being guarded against
+    assert changes("from iadbe.models.yolo import YoloDetector; YoloDetector()") == {}
 
 
 @needs_ultralytics

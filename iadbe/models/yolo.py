@@ -94,13 +94,12 @@ class YoloDetector:
                  visualizer: Any = None) -> None:
         del pre_processor, post_processor, evaluator, visualizer  # the factory passes anomalib's to every class
         require_ultralytics()
-        from ultralytics.nn.tasks import DetectionModel
+        from iadbe.models.process_state import import_keeping_process_state
 
-        from ultralytics.nn.tasks import yaml_model_load
-
+        tasks = import_keeping_process_state("ultralytics.nn.tasks")  # its import patches PIL, torch, cv2, ...
         self.names = list(names)
-        layout = {**yaml_model_load(model_yaml), "nc": len(self.names)}  # nc set here: no "Overriding nc" log line
-        self.model = DetectionModel(layout, ch=3, nc=len(self.names), verbose=False)
+        layout = {**tasks.yaml_model_load(model_yaml), "nc": len(self.names)}  # nc set here: no "Overriding nc" line
+        self.model = tasks.DetectionModel(layout, ch=3, nc=len(self.names), verbose=False)
         self.model.names = dict(enumerate(self.names))
         head = self.model.model[-1]
         if getattr(head, "one2one_cv2", None) is not None:
