@@ -127,8 +127,11 @@ def test_building_a_yolo_in_this_process_changes_no_process_wide_setting() -> No
 
     def changes(action: str) -> dict:
         code = PROCESS_STATE.replace("{action}", action)
+        # without the variables Ultralytics sets, in case an earlier import in this process left them here
+        env = {key: value for key, value in os.environ.items()
+               if key not in {"NUMEXPR_MAX_THREADS", "TF_CPP_MIN_LOG_LEVEL", "TORCH_CPP_LOG_LEVEL", "KINETO_LOG_LEVEL"}}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                             cwd=Path(__file__).resolve().parents[1])
+                             cwd=Path(__file__).resolve().parents[1], env=env)
         assert out.returncode == 0, out.stderr[-2000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
