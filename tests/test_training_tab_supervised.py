@@ -187,13 +187,19 @@ def test_shared_mode_keeps_one_visitors_upload_from_another(labelled_zip: Path,
         inspect_dataset(None, str(extracted[0].parent), "", _request("visitor-b"))
 
 
-def test_a_tiny_unet_trains_through_the_tab_with_progress_and_its_metrics(labelled_zip: Path) -> None:
+def _train_through_tab(dataset: Path, model: str, name: str, epochs: int) -> tuple[tuple, list[tuple[float, str]]]:
+    """The Training tab's ``train_model`` on ``dataset``; its outputs and the progress calls it made."""
     from iadbe.app.training_tab import train_model
 
     calls: list[tuple[float, str]] = []
-    status, rows, report, gallery, summary, histogram, confusion = train_model(
-        str(labelled_zip), "", "", "unet_lite0", "", SIZE, 2, 0, "tab-unet", 1, None, request=_request(),
-        progress=lambda fraction, desc="": calls.append((fraction, desc)))
+    outputs = train_model(str(dataset), "", "", model, "", SIZE, epochs, 0, name, 1, None, request=_request(),
+                          progress=lambda fraction, desc="": calls.append((fraction, desc)))
+    return outputs, calls
+
+
+def test_a_tiny_unet_trains_through_the_tab_with_progress_and_its_metrics(labelled_zip: Path) -> None:
+    (status, rows, report, gallery, summary, histogram, confusion), calls = _train_through_tab(
+        labelled_zip, "unet_lite0", "tab-unet", epochs=2)
     assert status.startswith("Trained **tab-unet**")
     metrics = dict(rows)
     assert {"image_F1", "image_F1_oracle", "pixel_F1"} <= set(metrics)
@@ -211,12 +217,8 @@ def test_a_tiny_yolo_trains_through_the_tab_and_its_examples_have_boxes(labelled
 
     if find_spec("ultralytics") is None:  # not importorskip: a bare import patches this process (process_state.py)
         pytest.skip("ultralytics is not installed: pip install 'iadbe[yolo]'")
-    from iadbe.app.training_tab import train_model
-
-    calls: list[tuple[float, str]] = []
-    status, rows, report, gallery, summary, histogram, confusion = train_model(
-        str(labelled_zip), "", "", "yolov8n", "", SIZE, 1, 0, "tab-yolo", 1, None, request=_request(),
-        progress=lambda fraction, desc="": calls.append((fraction, desc)))
+    (status, rows, report, gallery, summary, histogram, confusion), calls = _train_through_tab(
+        labelled_zip, "yolov8n", "tab-yolo", epochs=1)
     assert status.startswith("Trained **tab-yolo**")
     metrics = dict(rows)
     assert {"image_F1", "image_F1_oracle", "image_AUROC"} <= set(metrics) and "pixel_F1" not in metrics
