@@ -5,8 +5,7 @@ The package is lazy: ``import iadbe`` imports neither torch, anomalib nor gradio
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from iadbe.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -19,9 +18,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'iadbe' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -10,8 +10,7 @@ synthetic-anomaly generator do, when used).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from iadbe.lazy import lazy_getattr
 
 _LAZY = {
     "Sample": "iadbe.data.samples",
@@ -30,9 +29,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'iadbe.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

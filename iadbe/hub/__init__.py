@@ -11,8 +11,7 @@ Lazy: ``import iadbe.hub`` imports nothing heavy; ``from iadbe.hub import downlo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from iadbe.lazy import lazy_getattr
 
 _LAZY = {
     **dict.fromkeys(("HubError", "HubUnreachableError", "ChecksumMismatchError", "ModelNotCachedError", "HubRef",
@@ -25,9 +24,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'iadbe.hub' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
