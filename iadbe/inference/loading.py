@@ -187,16 +187,17 @@ def _load(model_dir: Path, kind: str, device: str, trust_pickle: bool = False,
         raise ModelFormatError(f"{model_dir / store.CONFIG_FILE}: incomplete model config ({error})") from None
     from iadbe.inference import precisions
 
+    # "auto" -> the export check's verdict for this target where this machine runs it natively (torch on a CPU:
+    # no CUDA precision is native, so f32); any other precision as asked
+    target = precisions.OPENVINO_CPU if kind == "openvino" else precisions.TORCH_CUDA
+    chosen = precisions.resolve(precision or "auto", meta.get("precision"), target)
     if kind == "openvino":
         from iadbe.inference.backends import OpenVINOBackend
 
-        chosen = precisions.resolve(precision or "auto", meta.get("precision"), precisions.OPENVINO_CPU)
         runner: Any = OpenVINOBackend(model_dir / "openvino" / "model.xml", device, chosen)
     else:
         from iadbe.graph import rebuild_graph
         from iadbe.inference.backends import TorchBackend
 
-        chosen = (precisions.resolve(precision or "auto", meta.get("precision"), precisions.TORCH_CUDA)
-                  if device.startswith("cuda") else ("f32" if precision in (None, "auto") else precision))
         runner = TorchBackend(rebuild_graph(model_dir, config, trust_pickle=trust_pickle), device, chosen)
     return LoadedModel(model_dir=model_dir, meta=meta, config=config, calibration=calibration, backend=runner)
