@@ -35,6 +35,14 @@ def _add_dataset_args(parser: argparse.ArgumentParser, required: bool = True) ->
     parser.add_argument("--category", help="category (e.g. bottle, tire); not needed for folder/kolektor")
 
 
+def _add_backend_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="inference precision (default auto, or $IADBE_OV_PRECISION): auto runs the fastest "
+                             "precision the model's export check kept (no validation label flipped, scores within "
+                             "0.02) where this machine runs it natively, else f32; f32 gives torch's numbers")
+
+
 def _add_executor_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local: each job in turn on this machine; ray: each job as a Ray task (pip install ray)")
@@ -81,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="re-evaluate a stored model on a dataset's whole test set")
     p.add_argument("--model-dir", "--model", dest="model", required=True, help="model directory or reference")
     _add_dataset_args(p)
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    _add_backend_args(p)
     _add_rate_args(p, moves=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_test)
@@ -92,11 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "with annotated.mp4 (H.264), scores.csv, timeline.png and the flagged frames")
     p.add_argument("--model", required=True, help="model directory, store name, manifest id or hf:// reference")
     p.add_argument("inputs", nargs="+", help="image files or folders, video files (.mp4, .avi, .mov, .mkv, .webm...)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="inference precision (default auto, or $IADBE_OV_PRECISION): auto runs the fastest "
-                        "precision the model's export check kept (no validation label flipped, scores within "
-                        "0.02) where this machine runs it natively, else f32; f32 gives torch's numbers")
+    _add_backend_args(p)
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold on the normalised score")
     p.add_argument("--false-alarm-rate", type=float, metavar="RATE",
                    help="share of good parts that may be flagged, e.g. 0.01 (default: the model's calibrated rate); "
@@ -288,13 +292,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from iadbe.evaluation import evaluate_model_dir, format_metrics
 
-    metrics, report = evaluate_model_dir(args.model, args.dataset, args.root, args.category, args.backend,
-                                         progress=_progress_printer(), false_alarm_rate=args.false_alarm_rate,
-                                         pixel_false_alarm_rate=args.pixel_false_alarm_rate)
+    evaluation = evaluate_model_dir(args.model, args.dataset, args.root, args.category, args.backend,
+                                    progress=_progress_printer(), false_alarm_rate=args.false_alarm_rate,
+                                    pixel_false_alarm_rate=args.pixel_false_alarm_rate, precision=args.precision)
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps({**evaluation.metrics, "backend": evaluation.backend, "precision": evaluation.precision},
+                         indent=2))
     else:
-        print(report, "", format_metrics(metrics), sep="\n")
+        print(evaluation.report, f"on {evaluation.backend} at {evaluation.precision}", "",
+              format_metrics(evaluation.metrics), sep="\n")
     return 0
 
 

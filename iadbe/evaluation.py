@@ -83,6 +83,16 @@ def score_outputs(outputs: Outputs, calibration: Any, segmentation: bool) -> dic
     return evaluate(outputs.scores, outputs.labels, calibration, outputs.maps, outputs.masks)
 
 
+@dataclass
+class Evaluation:
+    """A stored model re-evaluated on a dataset's test set, and what it ran on."""
+
+    metrics: dict[str, float]
+    report: str  # the dataset's report (splits and counts)
+    backend: str  # torch / openvino
+    precision: str  # f32, bf16, f16: auto resolved (iadbe/precision.py)
+
+
 def evaluate_model_dir(
     model_ref: str | Path,
     dataset: str,
@@ -92,19 +102,23 @@ def evaluate_model_dir(
     progress: ProgressFn | None = None,
     false_alarm_rate: float | None = None,
     pixel_false_alarm_rate: float | None = None,
-) -> tuple[dict[str, float], str]:
-    """Re-evaluate a stored model on a dataset's whole test set; returns (metrics, dataset report).
+    precision: str | None = None,
+) -> Evaluation:
+    """Re-evaluate a stored model on a dataset's whole test set.
 
     ``false_alarm_rate`` / ``pixel_false_alarm_rate`` move the stored thresholds first
-    (:meth:`~iadbe.calibration.Calibration.with_false_alarm_rate`)."""
+    (:meth:`~iadbe.calibration.Calibration.with_false_alarm_rate`). ``precision`` as in ``load_model``
+    (default auto: the fastest precision the model's export check kept, so numbers may differ from f32's
+    within that check's bounds; ``"f32"`` reproduces the training run's)."""
     from iadbe.data import load_dataset
     from iadbe.inference import load_model
 
-    model = load_model(model_ref, backend=backend)
+    model = load_model(model_ref, backend=backend, precision=precision)
     calibration = model.calibration.with_false_alarm_rate(false_alarm_rate, pixel_false_alarm_rate)
     splits = load_dataset(dataset, root, category)
     outputs = run_backend(model.backend, splits.test, model.config.image_size, progress=progress)
-    return score_outputs(outputs, calibration, model.config.segmentation), splits.report()
+    metrics = score_outputs(outputs, calibration, model.config.segmentation)
+    return Evaluation(metrics, splits.report(), model.backend_name, getattr(model.backend, "precision", "f32"))
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

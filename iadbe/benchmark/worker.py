@@ -156,8 +156,8 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
                                                       model.config.segmentation, ranges)
     elif spec.mode == "one_to_all":
         record["per_category"] = {
-            category: (result.metrics if category == spec.category
-                       else evaluate_model_dir(result.model_dir, spec.dataset, spec.root, category, backend="torch")[0])
+            category: (result.metrics if category == spec.category else
+                       evaluate_model_dir(result.model_dir, spec.dataset, spec.root, category, backend="torch").metrics)
             for category in spec.test_categories}
     images = [Path(s.image) for s in (splits or load_dataset(spec.dataset, spec.root, spec.category,
                                                               seed=spec.seed)).test[: spec.timing_images]]
