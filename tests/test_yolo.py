@@ -242,8 +242,8 @@ def test_torch_and_openvino_give_the_same_boxes_at_batch_1_and_3(trained_yolo) -
 
     result, base, _ = trained_yolo
     images = sorted((base / "export" / "images").glob("*/*.jpg"))[:3]
-    torch_model = load_model(result.model_dir, backend="torch")
-    openvino_model = load_model(result.model_dir, backend="openvino")
+    torch_model = load_model(result.model_dir, backend="torch", precision="f32")
+    openvino_model = load_model(result.model_dir, backend="openvino", precision="f32")  # auto may run bf16
     for batch in (1, 3):
         ours = torch_model.predict(images, batch_size=batch, threshold=0.0)
         theirs = openvino_model.predict(images, batch_size=batch, threshold=0.0)
