@@ -31,7 +31,7 @@ def make_clip(path: Path, frames: int) -> list[np.ndarray]:
     """A ``frames``-long 256 px H.264 clip panning across the benchmark images; returns its decoded frames."""
     import cv2
 
-    from iadbe.inference.images import load_image
+    from iadbe.images import load_image
     from iadbe.video import H264Writer
 
     sources = [cv2.resize(load_image(p), (SIDE + 64, SIDE + 64), interpolation=cv2.INTER_AREA)
