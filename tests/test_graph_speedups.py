@@ -130,13 +130,17 @@ def test_map_resampler_refuses_what_is_not_a_separable_linear_map() -> None:
     assert fit_map_resampler(upsample, (8, 8), (32, 32)) is not None
 
 
+@pytest.mark.parametrize("in_place", [True, False], ids=["eager-buffer", "traced-blocks"])
 @pytest.mark.parametrize("chunk_rows", [7, 64, 10**6])
-def test_patchcore_blockwise_nearest_neighbours_equal_anomalib(chunk_rows: int, monkeypatch) -> None:
-    """The memory bank searched in blocks (a ragged last one too), with and without the neighbour re-weighting."""
+def test_patchcore_blockwise_nearest_neighbours_equal_anomalib(chunk_rows: int, in_place: bool, monkeypatch) -> None:
+    """The memory bank searched in blocks (a ragged last one too), with and without the neighbour re-weighting,
+    by both forms: eager torch's one reused buffer and the list of blocks that export traces."""
     from iadbe.models import patchcore
     from tests.test_model_smoke import _fitted_model
 
     monkeypatch.setattr(patchcore, "NN_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(patchcore, "_eager_f32", lambda flat, bank, _real=patchcore._eager_f32: in_place and
+                        _real(flat, bank))
     model = _fitted_model("patchcore")
     assert model.memory_bank.shape[0] > 64 and model.memory_bank.shape[0] % 7
     images = torch.randn(3, 3, 64, 64)
