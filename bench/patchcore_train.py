@@ -201,6 +201,7 @@ def _thousand_child(args: argparse.Namespace) -> None:
     import json
     import resource
 
+    from iadbe.benchmark.worker import peak_rss_mb  # this process's own peak (not ru_maxrss: see there)
     from iadbe.training import train
 
     def cpu() -> float:
@@ -229,7 +230,7 @@ def _thousand_child(args: argparse.Namespace) -> None:
                       "coreset_max_patches": result.meta["detector"]["extra"].get("coreset_max_patches"),
                       "features_s": s1 - s0, "features_cpu_s": c1 - c0, "selection_s": s2 - s1,
                       "selection_cpu_s": c2 - c1, "metrics": result.metrics,
-                      "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}))
+                      "peak_gb": peak_rss_mb() * 1024 * 1024 / 1e9}))
 
 
 def measure_thousand(args: argparse.Namespace) -> dict:

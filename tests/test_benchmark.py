@@ -245,3 +245,21 @@ def test_one_to_all_and_unified_modes_score_every_category(tmp_path):
     assert record["test_counts"]["images"] == tests  # one model, tested on both categories' test sets
     table = (tmp_path / "u" / "results.md").read_text()
     assert "one model trained on all categories together" in table and "| alpha | beta |" in table
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="Linux's /proc only")
+def test_a_worker_reports_its_own_peak_memory_not_its_parents():
+    """getrusage's ru_maxrss carries the parent's RSS through fork + exec: a worker started by a 5 GB process
+    reported 5 GB. peak_rss_mb reads the worker's own high-water mark."""
+    import numpy as np
+
+    from iadbe.benchmark.worker import peak_rss_mb
+    from iadbe.constants import child_process_env
+
+    held = np.ones(96 * 1024 * 1024, dtype=np.float64)  # 768 MiB, touched
+    code = "from iadbe.benchmark.worker import peak_rss_mb; print(peak_rss_mb())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env=child_process_env(), timeout=120)
+    assert peak_rss_mb() >= 768
+    assert float(child.stdout.strip().splitlines()[-1]) < 400  # the parent's 768 MiB is not the child's
+    del held
