@@ -120,7 +120,7 @@ def build_zoo(
             if entry_id in done and done[entry_id].repo_id == repo_id:
                 items[key] = ZooItem(spec.name, category, "skipped", entry_id, "already in the manifest")
                 report(f"{key}: already published ({entry_id}), skipped")
-            elif _complete(work_dir / f"{spec.name}__{category}", key, report):
+            elif _complete(_waiting_dir(work_dir, spec.name, category), key, report):
                 ready.append((spec, category))
             else:
                 in_place = executor.name == "local"  # a cluster's worker trains in its own folder, sent back
@@ -128,7 +128,7 @@ def build_zoo(
                     "model": spec.name, "dataset": dataset, "root": str(root), "category": category,
                     "backbone": backbone, "image_size": image_size, "max_epochs": max_epochs,
                     "max_train_images": max_train_images, "seed": seed,
-                    "model_dir": str(work_dir / f"{spec.name}__{category}") if in_place else None},
+                    "model_dir": str(_waiting_dir(work_dir, spec.name, category)) if in_place else None},
                     model=spec.name, fresh_worker=True))
 
     def publish(spec: Any, category: str, trained_now: bool, error: str | None = None) -> bool:
@@ -136,7 +136,7 @@ def build_zoo(
         entry_id, key = default_entry_id(repo_id, path_in_repo), f"{spec.name}/{category}"
         if error is None:
             try:
-                result = _push(work_dir / f"{spec.name}__{category}", repo_id, path_in_repo, entry_id,
+                result = _push(_waiting_dir(work_dir, spec.name, category), repo_id, path_in_repo, entry_id,
                                manifest_path, token, private, spec, category, dataset)
             except IADBEError as err:
                 error = str(err)
@@ -157,7 +157,7 @@ def build_zoo(
         error = outcome.error
         if error is None and outcome.result and "files" in outcome.result:
             try:
-                _write_model_dir(work_dir / f"{model}__{category}", outcome.result["files"])
+                _write_model_dir(_waiting_dir(work_dir, model, category), outcome.result["files"])
             except OSError as err:  # StoreError included: a path outside the folder
                 error = f"the model sent back could not be written: {err}"
         return publish(get_spec(model), category, trained_now=True, error=error)
@@ -177,16 +177,22 @@ def train_job(model: str, dataset: str, root: str, category: str, backbone: str 
     or into a temporary folder whose files are returned (``{"files": {relative path: bytes}}``: a cluster)."""
     from iadbe.training import train
 
-    if model_dir is not None:
+    def train_into(out: Path) -> None:
         train(model, dataset, root, category=category, backbone=backbone, image_size=image_size,
-              max_epochs=max_epochs, max_train_images=max_train_images, seed=seed, out=Path(model_dir),
-              overwrite=True)
+              max_epochs=max_epochs, max_train_images=max_train_images, seed=seed, out=out, overwrite=True)
+
+    if model_dir is not None:
+        train_into(Path(model_dir))
         return {"model_dir": model_dir}
     with tempfile.TemporaryDirectory(prefix="iadbe-zoo-") as tmp:
         out = Path(tmp) / "model"
-        train(model, dataset, root, category=category, backbone=backbone, image_size=image_size,
-              max_epochs=max_epochs, max_train_images=max_train_images, seed=seed, out=out, overwrite=True)
+        train_into(out)
         return {"files": {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}}
+
+
+def _waiting_dir(work_dir: Path, model: str, category: str) -> Path:
+    """Where a trained (model, category) waits for its push."""
+    return work_dir / f"{model}__{category}"
 
 
 def _write_model_dir(model_dir: Path, files: dict[str, bytes]) -> None:
