@@ -74,7 +74,7 @@ def executor_for(where: Any) -> Any:
     from iadbe.benchmark.executors import make_executor
 
     where = str(where or "local")
-    if where not in dict((value, label) for label, value in where_choices()):
+    if where not in {value for _, value in where_choices()}:
         raise fail("This server has no Ray cluster configured (IADBE_RAY_ADDRESS): the benchmark runs here."
                    if where == "ray" else f"Unknown place to run {where!r}: choose this server or the Ray cluster.")
     return make_executor("ray", address=constants.RAY_ADDRESS) if where == "ray" else make_executor("local")
