@@ -127,11 +127,11 @@ def offer_models(dataset_zip: Any, dataset_path: Any, category: Any, model: Any,
     """After ``/inspect``: the model dropdown's choices for this dataset (the chosen model kept where still
     offered) and a line saying why the supervised detectors are offered or not."""
     from iadbe.data.label_summary import summarize_labels
+    from iadbe.models import get_spec
 
     summary = summarize_labels(read_dataset(dataset_zip, dataset_path, category, request, profile))
     choices = model_choices_for(summary.supervised_ready)
-    anomaly = {name for _, name in model_choices_for(False)}
-    supervised = [display for display, name in choices if name not in anomaly]
+    supervised = [display for display, name in choices if get_spec(name).supervised]
     if summary.supervised_ready:
         offered = ", ".join(supervised) or "none runs here"
         note = (f"This dataset has {summary.labelled} labelled defects: the supervised detectors are offered "
