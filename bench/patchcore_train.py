@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+import statistics
 import sys
 import tempfile
 import time
@@ -49,8 +51,9 @@ LAYOUT_FOLDERS = {"mvtec3d": "mvtec_3d", "mvtec": "mvtec_ad", "visa": "visa"}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", default="mvtec3d", choices=sorted(LAYOUT_FOLDERS))
-    parser.add_argument("--category", default="tire")
+    parser.add_argument("--dataset", default="mvtec3d", choices=sorted([*LAYOUT_FOLDERS, "folder"]))
+    parser.add_argument("--category", default="tire", help="ignored for --dataset folder")
+    parser.add_argument("--root", help="the dataset's folder (default: its layout's folder in shared/data)")
     parser.add_argument("--images", type=int, default=200, help="training images for the timing")
     parser.add_argument("--fraction", type=float, default=0.03, help="share of the sequential greedy steps timed")
     parser.add_argument("--quality-images", type=int, default=60, help="training images for the quality runs")
@@ -66,16 +69,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "selects above coreset_max_patches")
     parser.add_argument("--sample-share", type=float, default=0.4,
                         help="share of the patches 'sampled' selects from")
+    parser.add_argument("--quality-seeds", type=int, default=1,
+                        help="trainings per method, the coreset's random draws (projection, first centre) "
+                             "seeded 0, 1, ...; everything else the same")
+    parser.add_argument("--json", type=Path, help="write the quality rows here")
     return parser.parse_args(argv)
 
 
 def _root(args: argparse.Namespace) -> Path:
     from iadbe import constants
 
+    if args.root:
+        if not Path(args.root).is_dir():
+            raise SystemExit(f"no dataset folder at {args.root}")
+        return Path(args.root)
     root = constants.SHARED_DATA / LAYOUT_FOLDERS[args.dataset]
     if not (root / args.category).is_dir():
         raise SystemExit(f"real data not found at {root / args.category} (set IADBE_SHARED_DATA)")
     return root
+
+
+def _category(args: argparse.Namespace) -> str | None:
+    return None if args.dataset == "folder" else args.category
+
+
+def _label(args: argparse.Namespace) -> str:
+    return Path(args.root).name if args.dataset == "folder" else f"{args.dataset}/{args.category}"
+
+
+@contextlib.contextmanager
+def _coreset_draws_seeded(seed: int):
+    """Seed only the coreset selection's random draws (torch's and numpy's global generators, which
+    anomalib's projection and the first centre use), restoring both afterwards."""
+    import numpy as np
+    import torch
+
+    from iadbe.models import coreset
+
+    original = coreset.select_coreset
+
+    def seeded(*args, **kwargs):
+        state = np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                np.random.set_state(state)
+
+    coreset.select_coreset = seeded
+    try:
+        yield
+    finally:
+        coreset.select_coreset = original
 
 
 def _quiet() -> None:
@@ -93,7 +140,7 @@ def _train(args: argparse.Namespace, images: int, method: str, out: Path, max_pa
         overrides = {"coreset_method": "fast", "coreset_max_patches": max_patches}
     _quiet()
     with contextlib.redirect_stderr(io.StringIO()):  # anomalib's own tqdm bar over the greedy steps
-        return train("patchcore", args.dataset, _root(args), category=args.category,
+        return train("patchcore", args.dataset, _root(args), category=_category(args),
                      backbone="tf_efficientnet_lite0", image_size=256, max_train_images=images, export=False,
                      out=out, seed=0, overrides=overrides)
 
@@ -109,7 +156,7 @@ def patch_embedding(args: argparse.Namespace, images: int) -> "torch.Tensor":
 
     config = resolve_config("patchcore", "tf_efficientnet_lite0", 256)
     module = create_detector(config)
-    samples = _subset(load_dataset(args.dataset, _root(args), args.category, seed=0).train, images, 0)
+    samples = _subset(load_dataset(args.dataset, _root(args), _category(args), seed=0).train, images, 0)
     model = module.model.train()
     with torch.no_grad():
         for batch in make_train_loader(samples, config.image_size, config.train_batch_size, seed=0):
@@ -164,17 +211,20 @@ def measure_quality(args: argparse.Namespace) -> dict:
     from iadbe.store import load_weights
 
     embedding = patch_embedding(args, args.quality_images)
-    rows = {}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.quality_methods:
-            limit = int(args.sample_share * len(embedding)) if method == "sampled" else None
-            result = _train(args, args.quality_images, method, Path(tmp) / method, limit)
-            bank = load_weights(result.model_dir / "weights.safetensors")["memory_bank"]
-            # the radius over the embedding and the bank together is the radius over the embedding
-            points = torch.cat([embedding, bank])
-            radius = covering_radius(points, list(range(len(embedding), len(points))))
-            rows[method] = {"metrics": result.metrics, "train_s": result.training_time_s,
-                            "radius": radius, "bank": int(bank.shape[0])}
+            for seed in range(args.quality_seeds):
+                limit = int(args.sample_share * len(embedding)) if method == "sampled" else None
+                with _coreset_draws_seeded(seed):
+                    result = _train(args, args.quality_images, method, Path(tmp) / f"{method}{seed}", limit)
+                bank = load_weights(result.model_dir / "weights.safetensors")["memory_bank"]
+                # the radius over the embedding and the bank together is the radius over the embedding
+                points = torch.cat([embedding, bank])
+                radius = covering_radius(points, list(range(len(embedding), len(points))))
+                rows.append({"method": method, "seed": seed, "metrics": result.metrics,
+                             "train_s": result.training_time_s, "radius": radius, "bank": int(bank.shape[0])})
+                print_quality_row(rows[-1], flush=True)
     return rows
 
 
@@ -280,17 +330,53 @@ def main() -> None:
         print_timing(args, measure_time(args))
     if args.skip_quality:
         return
-    quality = measure_quality(args)
-    print(f"\nquality, whole trainings on {args.category}, {args.quality_images} images (same seed and subset):")
-    print(f"{'method':<12} {'img AUROC':>9} {'img F1':>7} {'px AUROC':>8} {'px F1':>6} {'radius':>8} {'train s':>8}")
-    for method, row in quality.items():
-        m = row["metrics"]
-        print(f"{method:<12} {100 * m['image_AUROC']:9.2f} {100 * m['image_F1']:7.2f} {100 * m['pixel_AUROC']:8.2f} "
-              f"{100 * m['pixel_F1']:6.2f} {row['radius']:8.3f} {row['train_s']:8.1f}")
+    print(f"\nquality, whole trainings on {_label(args)}, {args.quality_images} images (same subset and "
+          f"training seed; coreset draws seeded 0..{args.quality_seeds - 1}):")
+    print(QUALITY_HEADER)
+    rows = measure_quality(args)
+    if args.quality_seeds > 1:
+        print_quality_spread(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"dataset": _label(args), "images": args.quality_images, "rows": rows},
+                                        indent=1))
+
+
+QUALITY_METRICS = ("image_AUROC", "image_F1", "pixel_AUROC", "pixel_F1")
+QUALITY_HEADER = (f"{'method':<10} {'seed':>4} {'img AUROC':>9} {'img F1':>7} {'px AUROC':>8} {'px F1':>6} "
+                  f"{'radius':>8} {'train s':>8}")
+
+
+def print_quality_row(row: dict, flush: bool = False) -> None:
+    m = row["metrics"]
+    print(f"{row['method']:<10} {row['seed']:>4} " + " ".join(
+        f"{100 * m[key]:{width}.2f}" for key, width in zip(QUALITY_METRICS, (9, 7, 8, 6)))
+        + f" {row['radius']:8.3f} {row['train_s']:8.1f}", flush=flush)
+
+
+def print_quality_spread(rows: list[dict]) -> None:
+    """Per method, each metric's range over the seeds; then how far the methods' means lie apart beside
+    the widest range one method shows over its own seeds (what a 0.5-point tolerance must be read against)."""
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    values = {(method, key): [100 * row["metrics"][key] for row in rows if row["method"] == method]
+              for method in methods for key in (*QUALITY_METRICS,)}
+    radii = {method: [row["radius"] for row in rows if row["method"] == method] for method in methods}
+    print(f"\n{'method':<10} " + " ".join(f"{key + ' mean [min, max]':>28}" for key in QUALITY_METRICS)
+          + f" {'radius mean':>11}")
+    for method in methods:
+        print(f"{method:<10} " + " ".join(
+            f"{statistics.mean(v):>10.2f} [{min(v):6.2f}, {max(v):6.2f}]   "
+            for v in (values[(method, key)] for key in QUALITY_METRICS)) + f" {statistics.mean(radii[method]):11.3f}")
+    if len(methods) < 2:
+        return
+    print("\nmetric        |mean difference| of the methods   widest own range over seeds")
+    for key in QUALITY_METRICS:
+        means = [statistics.mean(values[(method, key)]) for method in methods]
+        ranges = [max(values[(method, key)]) - min(values[(method, key)]) for method in methods]
+        print(f"{key:<13} {max(means) - min(means):>33.2f}   {max(ranges):>26.2f}")
 
 
 def print_timing(args: argparse.Namespace, timing: dict) -> None:
-    print(f"PatchCore, Lite0 blocks.2+4, 256 px, coreset 10 %: {args.dataset}/{args.category}, {args.images} images "
+    print(f"PatchCore, Lite0 blocks.2+4, 256 px, coreset 10 %: {_label(args)}, {args.images} images "
           f"= {timing['patches']} patches x {timing['dims']} dims -> {timing['size']} centres")
     print(f"sequential methods: {timing['steps']} of {timing['size']} greedy steps timed, scaled linearly")
     print(f"{'method':<24} {'training s':>10} {'selection s':>12}")
