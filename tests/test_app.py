@@ -187,6 +187,21 @@ def test_server_address_reads_the_environment(monkeypatch):
     assert server_address("::", 9000) == ("::", 9000)
 
 
+def test_blocked_paths_keep_only_the_outermost_folders(tmp_path, monkeypatch):
+    from iadbe.app.server import blocked_paths, outermost
+
+    home = tmp_path / "hf"
+    assert outermost([home / "token", home, tmp_path / "store", home, tmp_path / "hfx"]) == [
+        str(home), str(tmp_path / "hfx"), str(tmp_path / "store")]  # "hfx" is beside "hf", not in it
+    # the app's own list: the token file in the Hugging Face home is covered by the home
+    monkeypatch.setattr("huggingface_hub.constants.HF_HOME", str(home))
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(home / "token"))
+    listed = blocked_paths()
+    assert str(home) in listed and str(home / "token") not in listed
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "elsewhere" / "token"))
+    assert str(tmp_path / "elsewhere" / "token") in blocked_paths()
+
+
 def test_demo_dataset_layout_and_examples(tmp_path, monkeypatch):
     from iadbe import constants
     from iadbe.data import load_dataset

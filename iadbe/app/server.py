@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from iadbe import constants
 from iadbe.app.common import (
@@ -73,7 +73,15 @@ def blocked_paths() -> list[str]:
 
     paths = [constants.MODEL_STORE, uploads_root().parent, constants.WORKSPACES_DIR, Path(hf_constants.HF_HOME),
              Path(hf_constants.HF_TOKEN_PATH)]
-    return sorted({str(Path(p).expanduser().absolute()) for p in paths})
+    return outermost(Path(p).expanduser().absolute() for p in paths)
+
+
+def outermost(paths: Iterable[Path]) -> list[str]:
+    """The paths that lie in none of the others (sorted): a folder blocks everything in it, and Gradio checks
+    each file it moves or serves against every blocked path (two path resolutions each, issue 17), so
+    nested ones (the token file in the Hugging Face home, by default) only cost time."""
+    unique = sorted(set(paths))
+    return [str(path) for path in unique if not any(other != path and path.is_relative_to(other) for other in unique)]
 
 
 def _clean_leftovers() -> None:
