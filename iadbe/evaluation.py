@@ -118,7 +118,7 @@ def evaluate_model_dir(
     splits = load_dataset(dataset, root, category)
     outputs = run_backend(model.backend, splits.test, model.config.image_size, progress=progress)
     metrics = score_outputs(outputs, calibration, model.config.segmentation)
-    return Evaluation(metrics, splits.report(), model.backend_name, getattr(model.backend, "precision", "f32"))
+    return Evaluation(metrics, splits.report(), model.backend_name, model.backend.precision)
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

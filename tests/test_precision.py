@@ -37,7 +37,7 @@ RAW = np.array([0.2, 0.6, 0.97, 1.3, 1.9], np.float32)  # normalised 0.1 .. 0.95
 class KnownBackend:
     """Gives ``RAW`` (in sample order, plus ``shift``) and takes ``delay_s`` per call."""
 
-    name, device = "known", "cpu"
+    name, device, precision = "known", "cpu", "f32"
 
     def __init__(self, shift: np.ndarray | float = 0.0, delay_s: float = 0.0) -> None:
         self.shift, self.delay_s, self.calls = shift, delay_s, 0

@@ -20,6 +20,8 @@ from iadbe.errors import ModelFormatError, SettingsError
 class Backend(Protocol):
     name: str
     device: str
+    #: the precision the graph runs at: f32, bf16 or f16
+    precision: str
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return raw (scores (N,), anomaly maps (N, h, w)) for a float32 batch in [0, 1]."""

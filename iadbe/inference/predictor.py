@@ -170,7 +170,7 @@ class LoadedModel:
             Prediction(
                 name=name, image=rgb, score=float(scores[i]), raw_score=float(raw_scores[i]), anomaly_map=amap,
                 threshold=threshold, backend=self.backend.name, device=self.backend.device, model=self.name,
-                precision=getattr(self.backend, "precision", "f32"),
+                precision=self.backend.precision,
                 timings_ms=dict(timings), normal_percentile=calibration.normal_percentile(raw_scores[i]),
                 boxes=() if found is None else tuple(found[i]),
             )
