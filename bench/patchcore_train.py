@@ -94,7 +94,7 @@ def _category(args: argparse.Namespace) -> str | None:
 
 
 def _label(args: argparse.Namespace) -> str:
-    return Path(args.root).name if args.dataset == "folder" else f"{args.dataset}/{args.category}"
+    return "/".join(Path(args.root).resolve().parts[-2:]) if args.dataset == "folder" else f"{args.dataset}/{args.category}"
 
 
 @contextlib.contextmanager
