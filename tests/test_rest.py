@@ -78,6 +78,32 @@ def test_predict_raw_bytes_gives_the_library_decision_and_its_mask(app, http):
         assert expected.mask[list(ys), list(xs)].all()  # outline points lie on the mask's pixels
 
 
+def test_the_readme_standard_library_client_keeps_one_connection_for_several_parts(app):
+    """README's ``http.client`` example: one connection, part after part (what bench/rest.py times)."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    where = urlsplit(app.url)
+    line = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    try:
+        answers, sockets = [], set()
+        for name in ("good/000.png", "defect/d000.png", "good/000.png"):
+            line.request("POST", f"/api/v1/predict?model={FIXTURE_MODEL}", body=(app.data / name).read_bytes(),
+                         headers={"Content-Type": "image/png"})
+            response = line.getresponse()
+            assert response.status == 200
+            answers.append(json.loads(response.read()))
+            sockets.add(id(line.sock))
+        assert len(sockets) == 1  # the server kept the connection open
+        assert answers[0]["score"] == answers[2]["score"]
+        expected = library_prediction(app.store / FIXTURE_MODEL, app.data / "defect" / "d000.png", "openvino")
+        assert answers[1]["label"] == expected.label_text
+        assert answers[1]["score"] == pytest.approx(expected.score, abs=SCORE_TOL)
+    finally:
+        line.close()
+
+
 def test_predict_multipart_a_threshold_and_a_false_alarm_rate(app, http):
     image = app.data / "good" / "000.png"
     model_dir = app.store / FIXTURE_MODEL
