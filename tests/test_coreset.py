@@ -3,6 +3,7 @@ one covers like it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -149,21 +150,24 @@ def test_batched_greedy_reports_progress_to_the_end() -> None:
     assert done == sorted(done) and done[-1] == 300
 
 
-def test_fast_method_keeps_low_dimensional_features_and_exact_projects_them() -> None:
-    """Lite0's 152 dims are fewer than anomalib's projection would give: the fast method uses them as they
-    are; the exact method projects like anomalib."""
+def test_fast_method_picks_what_the_exact_method_picks_up_to_the_projection_limit() -> None:
+    """Up to ``projected_patches`` the fast method selects on anomalib's projection, drawn as the exact
+    method draws it: the same memory bank (issue 24's equal quality). Above, where the projection would
+    raise the dimension (Lite0's 152 dims; 24 here), it selects on the features as they are."""
     from iadbe.models.coreset import batched_k_center_greedy, projected_dims, select_coreset
 
     embedding = _clustered(2000, 24, 6, seed=5)
     assert projected_dims(2000) > 24
-    torch.manual_seed(11)
-    fast = select_coreset(embedding, 100, "fast")
+    picks = {}
+    for name, method, limit in (("exact", "exact", 0), ("fast", "fast", 2000), ("above", "fast", 1999)):
+        torch.manual_seed(11)
+        np.random.seed(11)  # anomalib's projection draws its columns from numpy's global generator
+        picks[name] = select_coreset(embedding, 100, method, projected_patches=limit)
+    assert picks["fast"] == picks["exact"]
     torch.manual_seed(11)
     first = int(torch.randint(high=2000, size=(1,)))
-    assert fast == batched_k_center_greedy(embedding, 100, first)
-    torch.manual_seed(11)
-    exact = select_coreset(embedding, 100, "exact")
-    assert len(set(exact)) == 100 and exact != fast
+    assert picks["above"] == batched_k_center_greedy(embedding, 100, first)
+    assert picks["above"] != picks["exact"]
 
 
 def test_coreset_method_is_a_recorded_setting() -> None:
@@ -193,7 +197,7 @@ def test_fast_method_selects_from_a_seeded_sample_above_the_limit() -> None:
     runs = []
     for seed in (4, 4, 5):
         torch.manual_seed(seed)
-        runs.append(select_coreset(embedding, size, "fast", max_patches=limit))
+        runs.append(select_coreset(embedding, size, "fast", max_patches=limit, projected_patches=0))
     assert runs[0] == runs[1] and runs[0] != runs[2]
     torch.manual_seed(4)
     sample = torch.randperm(6000)[:limit].sort().values
@@ -214,10 +218,10 @@ def test_fast_method_uses_every_patch_up_to_the_limit() -> None:
     picks = []
     for limit in (None, 3000, 10**9):
         torch.manual_seed(2)
-        picks.append(select_coreset(embedding, 200, "fast", max_patches=limit))
+        picks.append(select_coreset(embedding, 200, "fast", max_patches=limit, projected_patches=0))
     assert picks[0] == picks[1] == picks[2]
     torch.manual_seed(2)
-    small = select_coreset(embedding, 200, "fast", max_patches=100)
+    small = select_coreset(embedding, 200, "fast", max_patches=100, projected_patches=0)
     torch.manual_seed(2)
     sample = torch.randperm(3000)[:400].sort().values
     first = int(torch.randint(high=400, size=(1,)))

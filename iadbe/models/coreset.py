@@ -29,9 +29,18 @@ Two methods, chosen by the detector setting ``coreset_method`` (recorded in ``ia
     Tire's 200 images select 20,480 centres in about 16-27 passes. The covering radius equals
     the sequential greedy's (up to ties in float rounding), so it keeps the greedy's guarantee: the k
     chosen points are pairwise at least the covering radius apart, hence the radius is at most twice
-    the optimal one's. It also skips anomalib's projection where the projection would *raise* the
-    dimension (Johnson-Lindenstrauss' 302 dims at eps=0.9 for 200k patches, above Lite0's 152):
-    the greedy then sees true distances, at half the cost.
+    the optimal one's.
+
+    Up to ``DEFAULT_PROJECTED_PATCHES`` patches (512 images at 256 px) it selects on anomalib's own
+    projection, drawn as the exact method draws it, so it picks what anomalib's and the exact method's
+    greedy pick: the same memory bank and the same metrics (issue 24 asks for equal quality; checked on
+    real categories, docs/benchmark/patchcore_coreset). Above, it keeps the projection only where it
+    lowers the dimension: Johnson-Lindenstrauss' eps=0.9 bound *raises* Lite0's 152 dims (301 at 200k
+    patches, 341 at a million), and at a million patches the projected copy alone would take 1.4 GB and
+    the greedy about a third longer (1.27x at 200 images), against the 1,000-image targets of 300 s and
+    4 GB. The greedy then sees true distances: its bank covers the patches 8-11 % more tightly, and the
+    metrics differ from the exact method's by about as much as the exact method's own differ between two
+    seeds (docs/benchmark/patchcore_coreset).
 
     Above ``coreset_max_patches`` patches (recorded in ``iadbe.json``; default 1,048,576, 1,024 images
     at 256 px) the greedy runs on a seeded random sample of that many patches (at least twice the
@@ -58,6 +67,9 @@ DEFAULT_METHOD = "fast"
 DEFAULT_CANDIDATES = 4096
 #: patches the fast method selects from at most (a random sample above): 1,024 images at 256 px
 DEFAULT_MAX_PATCHES = 1_048_576
+#: up to this many patches the fast method selects on anomalib's projection, as the exact method does
+#: (512 images at 256 px; the projected copy stays under 0.7 GB)
+DEFAULT_PROJECTED_PATCHES = 524_288
 _TILE_ELEMENTS = 1 << 23  # distance tile of an update, floats (32 MB)
 _MAX_TILE_ROWS = 1 << 16  # rows per tile at most (the gathered rows: 40 MB at 152 dims)
 _OVERSAMPLE = 4  # bounds brought up to date per pass, at first, per candidate
@@ -260,14 +272,16 @@ def projected_dims(patches: int) -> int:
 
 
 def select_coreset(embedding: Any, coreset_size: int, method: str = DEFAULT_METHOD,
-                   progress: ProgressCallback | None = None, max_patches: int | None = None) -> list[int]:
+                   progress: ProgressCallback | None = None, max_patches: int | None = None,
+                   projected_patches: int = DEFAULT_PROJECTED_PATCHES) -> list[int]:
     """Indices of the PatchCore memory bank chosen from ``embedding`` (N x D) by ``method``.
 
-    ``"exact"``: anomalib's projection, then the sequential greedy. ``"fast"``: the projection only
-    where it lowers the dimension, then the batched greedy; where N is above ``max_patches``, the
-    greedy runs on a random ``max_patches`` of the patches (at least twice ``coreset_size``), not all
-    of them (see the module docstring). The random draws (sample, first centre) come from torch's
-    global generator, as anomalib draws its first centre.
+    ``"exact"``: anomalib's projection, then the sequential greedy. ``"fast"``: where N is above
+    ``max_patches``, a random ``max_patches`` of the patches (at least twice ``coreset_size``), not all
+    of them; then anomalib's projection, up to ``projected_patches`` points always (the exact method's
+    picks, up to ties in float rounding), above only where it lowers the dimension; then the batched
+    greedy (see the module docstring). The random draws (sample, projection, first centre) come from
+    torch's and numpy's global generators, as anomalib draws them.
     """
     import torch
 
@@ -283,7 +297,7 @@ def select_coreset(embedding: Any, coreset_size: int, method: str = DEFAULT_METH
         sample = torch.randperm(n)[:max(max_patches, 2 * coreset_size)].sort().values
         embedding = embedding[sample]
     features = embedding
-    if projected_dims(embedding.shape[0]) < embedding.shape[1]:
+    if embedding.shape[0] <= projected_patches or projected_dims(embedding.shape[0]) < embedding.shape[1]:
         features = project_like_anomalib(embedding)
     first = int(torch.randint(high=embedding.shape[0], size=(1,)))
     selected = batched_k_center_greedy(features, coreset_size, first, progress)
