@@ -11,10 +11,13 @@ the fast one in full, the two sequential ones for ``--fraction`` of their greedy
 (each of their steps costs the same: one pass over all patches). A method's training time is the fast
 training's time minus the fast selection plus its own selection.
 
-Quality (at ``--quality-images``, default 60 so that the sequential methods finish in minutes): three
-whole trainings, one per method, same seed, same subset; image/pixel AUROC and F1 at the calibrated
-threshold, and each memory bank's covering radius over the embedding (smaller is better; the fast and
-exact greedy differ only in that the fast one sees true distances, not anomalib's projection).
+Quality (at ``--quality-images``, default 60 so that the sequential methods finish in minutes): whole
+trainings per method, same seed, same subset; image/pixel AUROC and F1 at the calibrated threshold, and
+each memory bank's covering radius over the embedding (smaller is better). Up to 512 images at 256 px the
+fast and exact greedy pick the same bank (both select on anomalib's projection), so their rows agree;
+``--quality-seeds K`` repeats each training with the coreset's random draws seeded 0..K-1 and prints each
+metric's spread over the seeds (docs/benchmark/patchcore_coreset; ``--json`` keeps the rows for
+bench/patchcore_quality_table.py).
 
 ``--thousand``: a 1,000-image training at the defaults (target: at most 300 s of training, peak memory
 under 4 GB). shared/data has no category that large, so the training set is a seeded 1,000 of the real
