@@ -11,7 +11,7 @@ JSON) is printed beside them.
 Two clients, interleaved in rounds with the engine so that all three see the same load:
 - Python's own ``http.client`` (the row held to the 1.3x target): one request, one answer, as a line
   controller's HTTP code (libcurl, a PLC's client, a few lines of C#) costs;
-- ``requests.Session`` (information): ``requests`` spends 1-2 ms of its own Python per call on these
+- ``requests.Session`` (information): ``requests`` spends about 1 ms of its own Python per call on these
   2 cores (preparing the request, urllib3's pool, hooks), a client's choice that the server cannot change.
 """
 
