@@ -1,6 +1,7 @@
 """A Markdown table from ``bench/patchcore_train.py --quality-seeds K --json FILE`` runs, one per category:
-for each metric the fast and exact coreset's mean over the seeds with their range, the difference of the
-means, and the widest range either method shows over its own seeds.
+for each metric each method's mean over the seeds with their range, the difference of the first two
+methods' means (fast minus exact in the usual run), and the widest range any method shows over its own
+seeds. ``bench/patchcore_train.py`` prints the same table after a run with several seeds.
 
     python bench/patchcore_quality_table.py q_tire.json q_transistor.json ...
 """
@@ -25,19 +26,21 @@ def cell(numbers: list[float]) -> str:
 
 
 def table(runs: list[dict]) -> str:
-    lines = ["| category | metric | fast: mean [min, max] | exact: mean [min, max] | difference of means "
-             "| widest own range |", "|---|---|---|---|---|---|"]
+    methods = list(dict.fromkeys(row["method"] for run in runs for row in run["rows"]))
+    lines = ["| category | metric | " + " | ".join(f"{method}: mean [min, max]" for method in methods)
+             + " | difference of means | widest own range |", "|---|---|" + "---|" * (len(methods) + 2)]
     for run in runs:
         rows = run["rows"]
         for key, label in METRICS:
-            fast, exact = values(rows, "fast", key), values(rows, "exact", key)
-            spread = max(max(v) - min(v) for v in (fast, exact))
-            lines.append(f"| {run['dataset']} | {label} | {cell(fast)} | {cell(exact)} | "
-                         f"{statistics.mean(fast) - statistics.mean(exact):+.2f} | {spread:.2f} |")
-        fast_r = [row["radius"] for row in rows if row["method"] == "fast"]
-        exact_r = [row["radius"] for row in rows if row["method"] == "exact"]
-        lines.append(f"| {run['dataset']} | covering radius | {statistics.mean(fast_r):.3f} | "
-                     f"{statistics.mean(exact_r):.3f} | {100 * (statistics.mean(fast_r) / statistics.mean(exact_r) - 1):+.1f} % | |")
+            numbers = [values(rows, method, key) for method in methods]
+            spread = max(max(v) - min(v) for v in numbers)
+            difference = f"{statistics.mean(numbers[0]) - statistics.mean(numbers[1]):+.2f}" if len(methods) > 1 else ""
+            lines.append(f"| {run['dataset']} | {label} | " + " | ".join(cell(v) for v in numbers)
+                         + f" | {difference} | {spread:.2f} |")
+        radii = [statistics.mean(row["radius"] for row in rows if row["method"] == method) for method in methods]
+        difference = f"{100 * (radii[0] / radii[1] - 1):+.1f} %" if len(methods) > 1 else ""
+        lines.append(f"| {run['dataset']} | covering radius | " + " | ".join(f"{r:.3f}" for r in radii)
+                     + f" | {difference} | |")
     return "\n".join(lines)
 
 

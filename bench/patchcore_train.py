@@ -35,13 +35,14 @@ import argparse
 import contextlib
 import io
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from patchcore_quality_table import METRICS, table as quality_table  # noqa: E402 (bench/, beside this file)
 
 TARGET_S = 60.0
 THOUSAND_TARGET_S = 300.0
@@ -206,7 +207,7 @@ def measure_time(args: argparse.Namespace) -> dict:
             "train_s": {"fast": fast_run.training_time_s, "exact": other + exact_s, "anomalib": other + stock_s}}
 
 
-def measure_quality(args: argparse.Namespace) -> dict:
+def measure_quality(args: argparse.Namespace) -> list[dict]:
     """Whole trainings per method at ``args.quality_images``: metrics, covering radius, fit time."""
     import torch
 
@@ -338,13 +339,13 @@ def main() -> None:
     print(QUALITY_HEADER)
     rows = measure_quality(args)
     if args.quality_seeds > 1:
-        print_quality_spread(rows)
+        print("\n" + quality_table([{"dataset": _label(args), "rows": rows}]))
     if args.json:
         args.json.write_text(json.dumps({"dataset": _label(args), "images": args.quality_images, "rows": rows},
                                         indent=1))
 
 
-QUALITY_METRICS = ("image_AUROC", "image_F1", "pixel_AUROC", "pixel_F1")
+QUALITY_METRICS = tuple(key for key, _ in METRICS)
 QUALITY_HEADER = (f"{'method':<10} {'seed':>4} {'img AUROC':>9} {'img F1':>7} {'px AUROC':>8} {'px F1':>6} "
                   f"{'radius':>8} {'train s':>8}")
 
@@ -354,28 +355,6 @@ def print_quality_row(row: dict, flush: bool = False) -> None:
     print(f"{row['method']:<10} {row['seed']:>4} " + " ".join(
         f"{100 * m[key]:{width}.2f}" for key, width in zip(QUALITY_METRICS, (9, 7, 8, 6)))
         + f" {row['radius']:8.3f} {row['train_s']:8.1f}", flush=flush)
-
-
-def print_quality_spread(rows: list[dict]) -> None:
-    """Per method, each metric's range over the seeds; then how far the methods' means lie apart beside
-    the widest range one method shows over its own seeds (what a 0.5-point tolerance must be read against)."""
-    methods = list(dict.fromkeys(row["method"] for row in rows))
-    values = {(method, key): [100 * row["metrics"][key] for row in rows if row["method"] == method]
-              for method in methods for key in (*QUALITY_METRICS,)}
-    radii = {method: [row["radius"] for row in rows if row["method"] == method] for method in methods}
-    print(f"\n{'method':<10} " + " ".join(f"{key + ' mean [min, max]':>28}" for key in QUALITY_METRICS)
-          + f" {'radius mean':>11}")
-    for method in methods:
-        print(f"{method:<10} " + " ".join(
-            f"{statistics.mean(v):>10.2f} [{min(v):6.2f}, {max(v):6.2f}]   "
-            for v in (values[(method, key)] for key in QUALITY_METRICS)) + f" {statistics.mean(radii[method]):11.3f}")
-    if len(methods) < 2:
-        return
-    print("\nmetric        |mean difference| of the methods   widest own range over seeds")
-    for key in QUALITY_METRICS:
-        means = [statistics.mean(values[(method, key)]) for method in methods]
-        ranges = [max(values[(method, key)]) - min(values[(method, key)]) for method in methods]
-        print(f"{key:<13} {max(means) - min(means):>33.2f}   {max(ranges):>26.2f}")
 
 
 def print_timing(args: argparse.Namespace, timing: dict) -> None:
