@@ -25,10 +25,10 @@ class RunningApp:
 
     def peak_rss_mb(self) -> float:
         """Peak resident memory of the server process (VmHWM), in MB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        from iadbe.benchmark.worker import linux_high_water_kib
+
+        kib = linux_high_water_kib(self.process.pid)
+        return float("nan") if kib is None else kib / 1024
 
     def stop(self) -> None:
         self.process.terminate()

@@ -31,7 +31,7 @@ def test_every_module_imports_without_resource_and_fcntl() -> None:
             except Exception as error:  # noqa: BLE001 - reported
                 failed[name] = f"{type(error).__name__}: {error}"
         from iadbe.benchmark import worker
-        worker._linux_high_water_kib = lambda: None  # no /proc there either
+        worker.linux_high_water_kib = lambda: None  # no /proc there either
         print("RESULT " + json.dumps({"modules": names, "failed": failed, "peak": worker.peak_rss_mb()}))
         """
     )

@@ -29,7 +29,7 @@ def peak_rss_mb() -> float | None:
     ``getrusage``'s ``ru_maxrss``: the kernel carries it over from the forking parent through ``exec``, so a
     worker started by a 5 GB process reported 5 GB whatever it used itself (bench/patchcore_train.py's
     1,000-image child said 5.3 GB; it peaked at 2.6-3.0)."""
-    hwm = _linux_high_water_kib()
+    hwm = linux_high_water_kib()
     if hwm is not None:
         return round(hwm / 1024, 1)
     try:
@@ -40,9 +40,10 @@ def peak_rss_mb() -> float | None:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def _linux_high_water_kib() -> int | None:
+def linux_high_water_kib(pid: int | str = "self") -> int | None:
+    """``VmHWM`` of process ``pid`` (this one by default) in KiB, from Linux's /proc; None elsewhere."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])
