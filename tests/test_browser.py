@@ -192,9 +192,20 @@ def test_inspecting_labelled_defects_offers_the_supervised_detectors(browser_pag
     page.get_by_role("tab", name="Training", exact=True).click()
 
     def options() -> list[str]:
+        """The dropdown's choices as the page lists them once opened (all_inner_texts does not wait)."""
         page.locator("#train-model input").click()
+        page.get_by_role("option").first.wait_for()
         names = [text.strip().splitlines()[-1] for text in page.get_by_role("option").all_inner_texts()]  # "✓\nPaDiM"
         page.keyboard.press("Escape")
+        page.get_by_role("option").first.wait_for(state="detached")
+        return names
+
+    def options_once(holds, timeout_s: float = 20.0) -> list[str]:
+        """The choices once ``holds(choices)``: the note and the dropdown are one event's outputs, but the
+        browser may render the note a moment before the dropdown's list. Fails with the last list seen."""
+        deadline = time.monotonic() + timeout_s
+        while not holds(names := options()) and time.monotonic() < deadline:
+            time.sleep(0.2)
         return names
 
     assert "U-Net Lite0 (supervised)" not in options()
@@ -203,11 +214,12 @@ def test_inspecting_labelled_defects_offers_the_supervised_detectors(browser_pag
     page.wait_for_function("() => (document.querySelector('#offer-note') || {}).innerText"
                            "?.includes('labelled defects: the supervised detectors are offered')")
     assert "can use 4 labelled defects for training" in page.get_by_label("dataset report").input_value()
-    assert "U-Net Lite0 (supervised)" in options() and "PaDiM" in options()
+    offered = options_once(lambda names: "U-Net Lite0 (supervised)" in names)
+    assert "U-Net Lite0 (supervised)" in offered and "PaDiM" in offered
     page.screenshot(path=str(SCREENSHOTS / "training_supervised_offered.png"), full_page=True)
     page.locator("#dataset-zip button[aria-label='Clear']").first.click()
     page.wait_for_function("() => (document.querySelector('#offer-note') || {}).innerText?.includes('once')")
-    assert "U-Net Lite0 (supervised)" not in options()
+    assert "U-Net Lite0 (supervised)" not in options_once(lambda names: "U-Net Lite0 (supervised)" not in names)
 
 
 def test_benchmark_tab_opens_on_the_leaderboard(browser_page):
