@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -202,6 +203,31 @@ def test_blocked_paths_keep_only_the_outermost_folders(tmp_path, monkeypatch):
     assert str(tmp_path / "elsewhere" / "token") in blocked_paths()
 
 
+def test_the_apps_queue_skips_gradios_event_statistics_and_only_its_own():
+    """Gradio's queue builds a pandas summary of its last 10,000 events after each event (issue 17:
+    1-8 ms per call); the app's queue never does, and another Gradio app in the process still does."""
+    import gradio as gr
+
+    from iadbe.app.server import skip_event_statistics
+
+    def make_queue():
+        with gr.Blocks() as demo:
+            gr.Button().click(lambda: None)
+        return demo.queue()
+
+    ours, theirs = make_queue(), make_queue()
+    assert skip_event_statistics(ours)
+    records = [{"time": 0.0, "status": "success", "process_time": 0.01, "function": "predict",
+                "session_hash": f"s{i}"} for i in range(50)]
+    for demo in (ours, theirs):
+        demo._queue.events_recorded = len(records)
+    before = ours._queue.cached_event_analytics_summary
+    ours._queue._get_df = lambda _: pytest.fail("the app's queue summarised its events")
+    assert ours._queue.compute_analytics_summary(records) is before
+    summary = theirs._queue.compute_analytics_summary(records)
+    assert summary["functions"]["predict"]["total_requests"] == 50
+
+
 def test_demo_dataset_layout_and_examples(tmp_path, monkeypatch):
     from iadbe import constants
     from iadbe.data import load_dataset
@@ -246,6 +272,10 @@ def test_app_starts_fast_and_lists_the_model(app_server, client):
     ids = [row[0] for row in table["data"]]
     assert FIXTURE_MODEL in ids
     assert client.predict(api_name="/status")["state"] in {"ready", "idle"}
+    # Gradio's monitoring page would list every visitor's calls and their timings: switched off
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(app_server.url + "monitoring/summary", timeout=10)
+    assert refused.value.code == 403
 
 
 def test_predict_rerender_and_bad_images(app_server, client, tmp_path):

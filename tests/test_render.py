@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -62,3 +63,25 @@ def test_a_view_that_cannot_be_written_is_a_clear_error(tmp_path):
     (folder / "view_mask.png").mkdir(parents=True)  # a folder where the file should go (works as root too)
     with pytest.raises(StoreError, match="could not write .*view_mask.png"):
         save_views(render_prediction(_prediction(), with_panel=False), folder, "view")
+
+
+def test_the_apps_views_of_a_good_part_share_one_file_and_a_defects_do_not(tmp_path, monkeypatch):
+    """Issue 17: a good part's mask and contours views are its original picture, written once."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    from iadbe.app.inference_tab import _view_files
+
+    from skimage import data
+
+    kinds = ("original", "heatmap", "mask", "contours")
+    photo = cv2.resize(data.astronaut(), (90, 120), interpolation=cv2.INTER_AREA)
+    defect = dataclasses.replace(_prediction(), image=photo)
+    good = dataclasses.replace(defect, score=0.2)
+    assert not good.label and not good.mask.any() and defect.mask.any()
+    shared = _view_files(render_prediction(good, 0.5, with_panel=False), kinds)
+    assert shared[0] == shared[2] == shared[3] != shared[1]
+    assert len(list(Path(shared[0]).parent.iterdir())) == 2
+    apart = _view_files(render_prediction(defect, 0.5, with_panel=False), kinds)
+    assert len(set(apart)) == 4
+    for kind, path in zip(kinds, apart, strict=True):  # each file shows its own view
+        drawn = render_prediction(defect, 0.5, with_panel=False)[kind].astype(np.float32)
+        assert np.abs(cv2.imread(path)[..., ::-1] - drawn).mean() < 3.0, kind

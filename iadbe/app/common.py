@@ -62,13 +62,18 @@ def view_dir() -> Path:
     ``allowed_paths`` folder) is first hashed (sha256) and copied into the cache: about 2 ms per view,
     8 ms of a /predict here (bench/app.py). Gradio's ``delete_cache`` and :data:`VIEW_MAX_AGE_S` clear it.
     """
-    from gradio.utils import get_upload_folder
-
     from iadbe.render import new_output_dir
 
-    parent = Path(get_upload_folder()) / "iadbe-views"
+    parent = view_root()
     _prune(parent, VIEW_MAX_AGE_S, every_s=VIEW_PRUNE_EVERY_S)
     return new_output_dir(parent)
+
+
+def view_root() -> Path:
+    """The folder of all request view folders (:func:`view_dir`), in Gradio's cache folder."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()) / "iadbe-views"
 
 
 _LAST_PRUNE: dict[Path, float] = {}

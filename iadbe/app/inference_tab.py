@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from iadbe import constants
 from iadbe.app.common import (
@@ -130,11 +131,16 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
 
 def _view_files(views: dict, kinds: tuple[str, ...]) -> list[str]:
     """The views as JPEG files (``save_views``' display format) in a fresh request folder: handing Gradio
-    numpy arrays made it spend ~120 ms per /predict encoding four PNGs (bench/app.py)."""
+    numpy arrays made it spend ~120 ms per /predict encoding four PNGs (bench/app.py).
+
+    Views equal to one already written share its file: a good part's mask and contours views are its
+    original picture, and on a line most parts are good (two of four encodings saved, issue 17)."""
     from iadbe.render import save_views
 
-    paths = save_views({kind: views[kind] for kind in kinds}, view_dir(), "view", fmt="jpeg")
-    return [str(paths[kind]) for kind in kinds]
+    first = {kind: next(other for other in kinds if np.array_equal(views[other], views[kind])) for kind in kinds}
+    unique = [kind for kind in kinds if first[kind] == kind]
+    paths = save_views({kind: views[kind] for kind in unique}, view_dir(), "view", fmt="jpeg")
+    return [str(paths[first[kind]]) for kind in kinds]
 
 
 @user_errors

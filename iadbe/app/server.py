@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -53,15 +54,48 @@ def launch(host: str | None = None, port: int | None = None, *, prevent_thread_l
     demo = build_app()
     demo.unload(end_session)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    skip_event_statistics(demo)
     server_name, server_port = server_address(host, port)
     demo.launch(server_name=server_name, server_port=server_port, share=False, max_file_size=MAX_FILE_SIZE,
-                allowed_paths=[str(outputs)], blocked_paths=blocked_paths(), show_error=True,
-                prevent_thread_lock=True, quiet=quiet, app_kwargs=app_kwargs())
+                allowed_paths=allowed_paths(), blocked_paths=blocked_paths(), show_error=True,
+                prevent_thread_lock=True, quiet=quiet, app_kwargs=app_kwargs(), enable_monitoring=False)
     describe_only_these(demo.app)
     start_background_setup()  # after the server answers: its imports (torch) would slow the start down
     if not prevent_thread_lock:
         demo.block_thread()
     return demo
+
+
+def skip_event_statistics(demo: Any) -> bool:
+    """Stop Gradio from summarising its event log after every event; True when it was done.
+
+    Gradio's queue feeds its ``/monitoring`` page: after each event it builds a pandas table of its last
+    10,000 events and their time percentiles, on the server's worker threads, whether or not anyone looks
+    (which ``launch(enable_monitoring=False)`` forbids here: the page would show every visitor's calls).
+    That cost 1.2 ms per event at 100 events and 7.7 ms at 10,000 (``bench/app.py`` found it in a profile of
+    ``/predict``, issue 17), and a public Space reaches 10,000 within a day. Gradio's only switch is an
+    environment variable read when the queue is made, ``GRADIO_ANALYTICS_CACHE_FREQUENCY``, which would
+    change every Gradio app in the process; this sets the same value on this app's queue alone.
+    ``tests/test_server.py`` fails when a Gradio release renames the attribute (its name is misspelt there).
+    """
+    queue = getattr(demo, "_queue", None)
+    if queue is None or not hasattr(queue, "ANAYLTICS_CACHE_FREQUENCY"):
+        logging.getLogger("iadbe.app").warning("this Gradio version's queue has no event statistics switch; "
+                                               "it summarises its events after each one")
+        return False
+    queue.ANAYLTICS_CACHE_FREQUENCY = sys.maxsize
+    return True
+
+
+def allowed_paths() -> list[str]:
+    """The folders Gradio may serve beyond its cache: the views first, then the app's outputs (archives,
+    reports). Gradio already serves the views, which lie in its cache folder, but it looks a returned or
+    requested file up in the allowed paths (then the working directory and the temporary folder) before
+    its cache: listed first, each view costs one path comparison instead of three or four, twice per
+    view and request (issue 17). Nothing more is served than before."""
+    from iadbe.app.common import view_root
+
+    return [str(view_root()), str(output_root())]
 
 
 def blocked_paths() -> list[str]:
