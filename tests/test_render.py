@@ -85,3 +85,35 @@ def test_the_apps_views_of_a_good_part_share_one_file_and_a_defects_do_not(tmp_p
     for kind, path in zip(kinds, apart, strict=True):  # each file shows its own view
         drawn = render_prediction(defect, 0.5, with_panel=False)[kind].astype(np.float32)
         assert np.abs(cv2.imread(path)[..., ::-1] - drawn).mean() < 3.0, kind
+
+
+@pytest.mark.parametrize("opacity", [0.0, 0.3, 0.5, 1.0])
+def test_overlays_blend_to_the_nearest_grey_level_and_only_where_flagged(opacity):
+    """OpenCV's weighted sum draws the overlays (issue 17): within one grey level of the exact blend
+    (ties may round either way), exact at opacity 0 and 1, and the mask leaves unflagged pixels alone."""
+    from iadbe.render import RED, colorize, heatmap_overlay, mask_overlay
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    amap = rng.random((64, 48)).astype(np.float32)
+    mask = amap > 0.7
+
+    def exact(colour):
+        return image.astype(np.float64) * (1 - opacity) + np.asarray(colour, np.float64) * opacity
+
+    heat = heatmap_overlay(image, amap, opacity)
+    flagged = mask_overlay(image, mask, opacity)
+    assert heat.dtype == flagged.dtype == np.uint8 and heat.flags.c_contiguous
+    tolerance = 0 if opacity in (0.0, 1.0) else 1
+    assert np.abs(heat - exact(colorize(amap))).max() <= tolerance
+    assert np.abs(flagged[mask] - exact(RED)[mask]).max() <= tolerance
+    np.testing.assert_array_equal(flagged[~mask], image[~mask])
+    np.testing.assert_array_equal(mask_overlay(image, np.zeros_like(mask), opacity), image)
+
+
+def test_colorize_keeps_opencvs_jet_colours():
+    from iadbe.render import colorize
+
+    ramp = np.linspace(0, 1, 256, dtype=np.float32)[None, :].repeat(3, axis=0)
+    scaled = np.clip(ramp * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(colorize(ramp), cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1])
