@@ -288,13 +288,18 @@ def list_store(store: Path | None = None) -> list[StoredModel]:
     root = Path(store or constants.MODEL_STORE)
     if not root.is_dir():
         return []
-    models = []
-    for child in sorted(root.iterdir()):
-        if child.name.startswith((_PARTIAL_PREFIX, ".")) or not (child / CONFIG_FILE).is_file():
-            continue
-        with contextlib.suppress(ModelFormatError):
-            models.append(StoredModel(child, read_config(child)))
-    return models
+    return [model for child in sorted(root.iterdir()) if (model := stored_model(root, child.name)) is not None]
+
+
+def stored_model(store: Path | None, name: str) -> StoredModel | None:
+    """The complete model ``name`` of the store, as :func:`list_store` would list it; None when it would not
+    (missing, partial, hidden, or a broken ``iadbe.json``). One folder read, not the whole store."""
+    child = Path(store or constants.MODEL_STORE) / name
+    if name.startswith((_PARTIAL_PREFIX, ".")) or not (child / CONFIG_FILE).is_file():
+        return None
+    with contextlib.suppress(ModelFormatError):
+        return StoredModel(child, read_config(child))
+    return None
 
 
 def clean_partials(store: Path | None = None) -> int:

@@ -172,3 +172,48 @@ def test_a_cancelled_wait_frees_the_place():
         assert queue.ahead_of("quitter") == 0
     with queue.place("quitter") as ticket:
         ticket.wait()
+
+
+def test_a_model_id_resolves_as_the_whole_catalogue_would_without_building_it(shared, monkeypatch):
+    """Issue 17: resolve_model takes a plain id without parsing every stored model's iadbe.json; for every
+    kind of id (manifest, own, server's, shadowed, partial, broken, unknown, label) the answer is the
+    catalogue loop's, also when only the visitor's own models count."""
+    import re
+
+    import gradio as gr
+
+    from iadbe.app import common
+    from iadbe.manifest import Manifest, save_manifest
+    from test_manifest import make_entry
+
+    manifest = shared / "manifest.yaml"
+    save_manifest(manifest, Manifest(models=[make_entry("hub-model")]))
+    monkeypatch.setattr(constants, "MANIFEST_PATH", manifest)
+    mine = open_workspace(identify(None, "A"))
+    for name in ("both", "only-mine"):
+        fake_model(mine.models_dir, name)
+    for name in ("both", "only-server", "hub-model"):
+        fake_model(constants.MODEL_STORE, name)
+    broken = fake_model(constants.MODEL_STORE, "broken")
+    (broken / "iadbe.json").write_text("{not json")
+    fake_model(constants.MODEL_STORE, ".partial-123-half")
+    label = common.entry_label(next(e for e in common.visible_catalog(mine) if e.id == "only-server"))
+
+    def answer(text, own_only):
+        try:
+            return common.resolve_model(text, mine, own_only=own_only)
+        except gr.Error as error:
+            return f"error: {error}"
+
+    cases = ["hub-model", "both", "only-mine", "only-server", "broken", ".partial-123-half", "unknown", label]
+    fast = {(text, own): answer(text, own) for text in cases for own in (False, True)}
+    with monkeypatch.context() as patched:  # a known plain id never builds the catalogue
+        patched.setattr(common, "visible_catalog", lambda *_: pytest.fail("the catalogue was built"))
+        assert [common.resolve_model(t, mine) for t in ("hub-model", "only-server")] == [
+            fast[("hub-model", False)], fast[("only-server", False)]]
+    monkeypatch.setattr(common, "PLAIN_ID", re.compile(r"(?!)"))  # the catalogue loop alone
+    slow = {(text, own): answer(text, own) for text in cases for own in (False, True)}
+    assert fast == slow
+    assert fast[("both", False)] == str(mine.models_dir / "both")  # the visitor's own model first
+    assert fast[("hub-model", False)] == "hub-model" and fast[("only-server", False)].endswith("only-server")
+    assert fast[("only-server", True)].startswith("error") and fast[("broken", False)].startswith("error")

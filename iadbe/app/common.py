@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -330,6 +331,8 @@ def resolve_model(value: Any, workspace: Any = None, own_only: bool = False) -> 
     if not text:
         raise fail("Pick a model first (the Models tab lists them; train one in the Training tab).")
     own = own_source(workspace)
+    if PLAIN_ID.fullmatch(text) and (found := _resolve_plain_id(text, workspace, own_only)):
+        return found
     for entry in visible_catalog(workspace):
         if own_only and entry.source != own:
             continue
@@ -339,6 +342,29 @@ def resolve_model(value: Any, workspace: Any = None, own_only: bool = False) -> 
         raise fail(f"{text!r} is not one of your models: only models you trained here can be published or "
                    "deleted.", title="Not your model")
     raise fail(f"Unknown model {text!r}: use a model id from the Models tab (or the /models endpoint).")
+
+
+#: What an id can be and a label or location cannot (labels hold " [", locations "/" or ":").
+PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _resolve_plain_id(text: str, workspace: Any, own_only: bool) -> str | None:
+    """What the catalogue loop of :func:`resolve_model` returns for a plain id, without building the catalogue:
+    it parsed every stored model's ``iadbe.json`` and looked every manifest model up in the Hugging Face
+    cache on each call (0.4 ms with two models, growing with the store; issue 17: /predict and the REST
+    route resolve a model per request). Same order: manifest, the visitor's own models, the server's store.
+    None where the loop must decide (a label, a location, or an unknown id)."""
+    from iadbe.catalog import manifest_entries
+    from iadbe.store import stored_model
+
+    own = own_source(workspace)
+    if not own_only and any(item.id == text for item in manifest_entries()):
+        return text
+    mine = workspace.models_dir if workspace is not None and workspace.private else None
+    for folder, source in ([(mine, "workspace")] if mine is not None else []) + [(None, "local")]:
+        if (not own_only or source == own) and (stored := stored_model(folder, text)) is not None:
+            return str(stored.path)
+    return None
 
 
 def dropdown_update(value: Any = None, local_only: bool = False, multiselect: bool = False,
