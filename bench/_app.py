@@ -58,13 +58,14 @@ def start_app(model_dirs: dict[str, Path], timeout_s: float = 120) -> RunningApp
     return _serve([sys.executable, "app.py"], env, port, home, timeout_s)
 
 
-def start_gradio_floor(image: str, timeout_s: float = 60) -> RunningApp:
+def start_gradio_floor(image: str, timeout_s: float = 60, gradio_defaults: bool = False) -> RunningApp:
     """``bench/_gradio_floor.py``: a no-op app with the same ``/predict`` inputs and outputs as IADBE's,
-    its views copies of ``image``."""
+    its views copies of ``image``; at IADBE's Gradio settings, or ``gradio_defaults``."""
     home = Path(tempfile.mkdtemp(prefix="iadbe-bench-floor-"))
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(home / "gradio_tmp")}
-    command = [sys.executable, str(ROOT / "bench" / "_gradio_floor.py"), str(port), image]
+    command = [sys.executable, str(ROOT / "bench" / "_gradio_floor.py"), str(port), image,
+               *(["--gradio-defaults"] if gradio_defaults else [])]
     return _serve(command, env, port, home, timeout_s)
 
 

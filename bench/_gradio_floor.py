@@ -1,12 +1,16 @@
 """Gradio's own cost for a call shaped like the app's ``/predict``, with no model and no drawing.
 
-    python bench/_gradio_floor.py PORT IMAGE
+    python bench/_gradio_floor.py PORT IMAGE [--gradio-defaults]
 
 Serves one event, ``/predict``, with the same inputs (an image file, model, backend, threshold, opacity)
 and outputs (four views, score, label, run info, details, state) as the Inference tab, the same
 ``preprocess=False``, and a handler that only hands back four ready-made views of IMAGE, encoded as
 the app encodes its views, from Gradio's cache folder (where the app writes them). ``bench/app.py``
 times it through the same client as the real app: what a ``/predict`` costs before IADBE does any work.
+Its server runs with the app's Gradio settings (event statistics and the monitoring page off,
+``iadbe.app.server.skip_event_statistics``), so what those save shows in the app's total, not as IADBE's
+share beating the floor; ``--gradio-defaults`` serves it as Gradio does out of the box (the floor the
+issue measured), for comparison.
 """
 
 from __future__ import annotations
@@ -46,9 +50,14 @@ def build(views: list[str]) -> gr.Blocks:
 
 
 def main() -> None:
-    port, image = int(sys.argv[1]), sys.argv[2]
-    build(ready_views(image)).queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                        quiet=True, show_error=True)
+    from iadbe.app.server import skip_event_statistics
+
+    port, image, defaults = int(sys.argv[1]), sys.argv[2], "--gradio-defaults" in sys.argv[3:]
+    demo = build(ready_views(image)).queue()
+    if not defaults:
+        skip_event_statistics(demo)  # as the app's server does: the floor is Gradio at IADBE's settings
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True,
+                enable_monitoring=None if defaults else False)
     while True:
         time.sleep(3600)
 
