@@ -60,7 +60,7 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray | None, opacity: float = 0.
     for channel, value in enumerate(RED):
         red[..., channel] = value
     blended = _blend(image, red, _check_opacity(opacity))
-    return cv2.copyTo(blended, mask.astype(np.uint8), np.ascontiguousarray(image.copy()))
+    return cv2.copyTo(blended, mask.astype(np.uint8), image.copy())
 
 
 def _blend(image: np.ndarray, colour: np.ndarray, alpha: float) -> np.ndarray:

@@ -72,11 +72,11 @@ def skip_event_statistics(demo: Any) -> bool:
     Gradio's queue feeds its ``/monitoring`` page: after each event it builds a pandas table of its last
     10,000 events and their time percentiles, on the server's worker threads, whether or not anyone looks
     (which ``launch(enable_monitoring=False)`` forbids here: the page would show every visitor's calls).
-    That cost 1.2 ms per event at 100 events and 7.7 ms at 10,000 (``bench/app.py`` found it in a profile of
-    ``/predict``, issue 17), and a public Space reaches 10,000 within a day. Gradio's only switch is an
-    environment variable read when the queue is made, ``GRADIO_ANALYTICS_CACHE_FREQUENCY``, which would
-    change every Gradio app in the process; this sets the same value on this app's queue alone.
-    ``tests/test_server.py`` fails when a Gradio release renames the attribute (its name is misspelt there).
+    That cost 1.2 ms per event at 100 events and 7.7 ms from 10,000 on (a profile of the served app's
+    ``/predict`` found it, issue 17). Gradio's only switch is an environment variable read when the queue is
+    made, ``GRADIO_ANALYTICS_CACHE_FREQUENCY``, which would change every Gradio app in the process; this sets
+    the same value on this app's queue alone. ``tests/test_app.py`` fails when a Gradio release renames the
+    attribute (its name is misspelt there).
     """
     queue = getattr(demo, "_queue", None)
     if queue is None or not hasattr(queue, "ANAYLTICS_CACHE_FREQUENCY"):
