@@ -140,7 +140,8 @@ def measure(url: str, image: str, calls: int) -> float:
 def report(label: str, total_ms: float, calls: int) -> None:
     print(f"{label}: {total_ms:.1f} ms per call")
     for key, values in TIMES.items():
-        print(f"  {key:<26} {sum(values) / calls * 1000:6.2f} ms per call (median {statistics.median(values) * 1000:.2f} ms"
+        median_ms = statistics.median(values) * 1000
+        print(f"  {key:<26} {sum(values) / calls * 1000:6.2f} ms per call (median {median_ms:.2f} ms"
               f" over {len(values)})")
 
 
