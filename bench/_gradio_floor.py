@@ -49,15 +49,21 @@ def build(views: list[str]) -> gr.Blocks:
     return demo
 
 
-def main() -> None:
+def serve(image: str, port: int, gradio_defaults: bool = False) -> gr.Blocks:
+    """The floor app on ``port`` (not blocking): at IADBE's Gradio settings, as the app's server launches,
+    or ``gradio_defaults``."""
     from iadbe.app.server import skip_event_statistics
 
-    port, image, defaults = int(sys.argv[1]), sys.argv[2], "--gradio-defaults" in sys.argv[3:]
     demo = build(ready_views(image)).queue()
-    if not defaults:
+    if not gradio_defaults:
         skip_event_statistics(demo)  # as the app's server does: the floor is Gradio at IADBE's settings
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True,
-                enable_monitoring=None if defaults else False)
+                enable_monitoring=None if gradio_defaults else False)
+    return demo
+
+
+def main() -> None:
+    serve(sys.argv[2], int(sys.argv[1]), gradio_defaults="--gradio-defaults" in sys.argv[3:])
     while True:
         time.sleep(3600)
 

@@ -94,13 +94,8 @@ def serve_app(model_dir: Path) -> str:
 def serve_floor(image: str) -> str:
     import _gradio_floor
 
-    from iadbe.app.server import skip_event_statistics
-
-    demo = _gradio_floor.build(_gradio_floor.ready_views(image)).queue()
-    skip_event_statistics(demo)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                enable_monitoring=False)
+    _gradio_floor.serve(image, port)
     return f"http://127.0.0.1:{port}/"
 
 

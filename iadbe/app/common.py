@@ -291,8 +291,12 @@ def visible_catalog(workspace: Any = None) -> list[Any]:
     ``workspace`` None: nobody's own models (the page as built before any visitor's request)."""
     from iadbe.catalog import build_catalog
 
-    own = workspace.models_dir if workspace is not None and workspace.private else None
-    return build_catalog(workspace=own)
+    return build_catalog(workspace=own_models_dir(workspace))
+
+
+def own_models_dir(workspace: Any = None) -> Path | None:
+    """The store of the visitor's own models in shared mode (a private workspace), else None."""
+    return workspace.models_dir if workspace is not None and workspace.private else None
 
 
 def own_source(workspace: Any = None) -> str | None:
@@ -331,7 +335,7 @@ def resolve_model(value: Any, workspace: Any = None, own_only: bool = False) -> 
     if not text:
         raise fail("Pick a model first (the Models tab lists them; train one in the Training tab).")
     own = own_source(workspace)
-    if PLAIN_ID.fullmatch(text) and (found := _resolve_plain_id(text, workspace, own_only)):
+    if PLAIN_ID.fullmatch(text) and (found := _resolve_plain_id(text, workspace, own, own_only)):
         return found
     for entry in visible_catalog(workspace):
         if own_only and entry.source != own:
@@ -348,7 +352,7 @@ def resolve_model(value: Any, workspace: Any = None, own_only: bool = False) -> 
 PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def _resolve_plain_id(text: str, workspace: Any, own_only: bool) -> str | None:
+def _resolve_plain_id(text: str, workspace: Any, own: str | None, own_only: bool) -> str | None:
     """What the catalogue loop of :func:`resolve_model` returns for a plain id, without building the catalogue:
     it parsed every stored model's ``iadbe.json`` and looked every manifest model up in the Hugging Face
     cache on each call (0.4 ms with two models, growing with the store; issue 17: /predict and the REST
@@ -357,10 +361,9 @@ def _resolve_plain_id(text: str, workspace: Any, own_only: bool) -> str | None:
     from iadbe.catalog import manifest_entries
     from iadbe.store import stored_model
 
-    own = own_source(workspace)
     if not own_only and any(item.id == text for item in manifest_entries()):
         return text
-    mine = workspace.models_dir if workspace is not None and workspace.private else None
+    mine = own_models_dir(workspace)
     for folder, source in ([(mine, "workspace")] if mine is not None else []) + [(None, "local")]:
         if (not own_only or source == own) and (stored := stored_model(folder, text)) is not None:
             return str(stored.path)
