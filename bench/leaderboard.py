@@ -13,8 +13,11 @@ store so that it builds no demo model), then measures:
   the filters' ``input`` events call, with Gradio's queue and transport;
 * with Chromium and Playwright installed: in a real browser, from choosing another dataset to the table
   showing its columns (what a visitor waits for), first with only the runs shipped in docs/benchmark (the
-  same page and plots, about 20 records), then with the 1,000. The machine's load average is printed:
-  on a shared 2-core machine the browser's own rendering dominates both.
+  same page and plots, about 20 records), then with the 1,000. The wait is measured in the page, from the
+  pointer press on the option to the first animation frame that shows the new table; the same wait timed
+  from Python around Playwright's click is printed beside it (Playwright checks that the option is
+  visible and stable before it presses: ~0.25 s that no visitor waits). The machine's load average is
+  printed: on a shared 2-core machine the browser's own rendering dominates.
 
 The in-process handler time (board, table, styling, Gradio's post-processing) is printed too, so the part
 the library owns can be told from the transport. Medians over ``--rounds`` rounds of every filter change.
@@ -132,9 +135,23 @@ def through_client(url: str, rounds: int) -> tuple[float, float, float]:
     return first, statistics.median(times), max(times)
 
 
-def in_browser(url: str, rounds: int) -> tuple[float, float] | None:
-    """(median, max) s from choosing another dataset to the table showing its first category; None without a
-    browser."""
+#: In the page: the time of the next pointer press on an option (the visitor's pick), kept in the page.
+_WATCH_PICK = """() => { window.__lbPicked = null;
+  document.addEventListener('pointerdown', () => { window.__lbPicked ??= performance.now(); },
+                            {capture: true, once: true}); }"""
+#: In the page, polled on every animation frame: the new dataset's table is there; notes when it first was.
+_TABLE_SHOWS = """(name) => {
+  const shown = Array.from(document.querySelectorAll('#leaderboard [role=columnheader]')).some(h => h.title === name)
+    && document.querySelector('#leaderboard [role=gridcell]');
+  if (shown) window.__lbShown = performance.now();
+  return shown; }"""
+
+
+def in_browser(url: str, rounds: int) -> tuple[list[float], list[float]] | None:
+    """Seconds from picking another dataset to the table showing its first category, per pick, in a real
+    browser: (measured in the page, from the pointer press on the option to the first animation frame with
+    the new table; and the same measured from Python around Playwright's click, which adds Playwright's own
+    checks before it presses, ~0.25 s here). None without a browser."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -144,7 +161,7 @@ def in_browser(url: str, rounds: int) -> tuple[float, float] | None:
     from iadbe.benchmark.study import study_tables
 
     tables = study_tables()["tables"]
-    times = []
+    in_page, around_click = [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                              args=["--headless", "--no-sandbox", "--disable-gpu"])
@@ -159,15 +176,14 @@ def in_browser(url: str, rounds: int) -> tuple[float, float] | None:
                 page.locator("#lb-dataset input").click()
                 option = page.get_by_role("option", name=dataset, exact=True)
                 option.wait_for()
+                page.evaluate(_WATCH_PICK)
                 began = time.perf_counter()
                 option.click()
-                page.wait_for_function(
-                    "(name) => Array.from(document.querySelectorAll('#leaderboard [role=columnheader]'))"
-                    ".some(h => h.title === name) && document.querySelector('#leaderboard [role=gridcell]')",
-                    arg=first_category)
-                times.append(time.perf_counter() - began)
+                page.wait_for_function(_TABLE_SHOWS, arg=first_category, polling="raf")
+                around_click.append(time.perf_counter() - began)
+                in_page.append(page.evaluate("() => (window.__lbShown - window.__lbPicked) / 1000"))
         browser.close()
-    return statistics.median(times), max(times)
+    return in_page, around_click
 
 
 def measure(records: int = 1000, rounds: int = 5, browser: bool = True) -> list[tuple[str, str, str, float, bool | None]]:
@@ -193,14 +209,20 @@ def measure(records: int = 1000, rounds: int = 5, browser: bool = True) -> list[
             (f"  the handler in-process ({count} records)", f"{change_lib:.3f} s; first {first_lib:.2f} s",
              "(information)", change_lib / TARGET_S, None)]
     if shown is not None and baseline is not None:
-        rows.insert(1, (f"leaderboard filter change, {count} records (browser, to the new table)",
-                        f"{shown[0]:.3f} s median, {shown[1]:.3f} s max", f"{TARGET_S:.0f} s",
-                        shown[0] / TARGET_S, shown[1] <= TARGET_S))
-        rows.insert(2, ("  the same with only docs/benchmark's runs (browser)",
-                        f"{baseline[0]:.3f} s median, {baseline[1]:.3f} s max", "(information)",
-                        baseline[0] / TARGET_S, None))
+        picked, clicked = shown
+        rows[1:1] = [
+            (f"leaderboard filter change, {count} records (browser: pick to new table)", spread(picked),
+             f"{TARGET_S:.0f} s", statistics.median(picked) / TARGET_S, max(picked) <= TARGET_S),
+            ("  the same from Python, Playwright's click included (browser)", spread(clicked), "(information)",
+             statistics.median(clicked) / TARGET_S, None),
+            ("  pick to new table, only docs/benchmark's runs (browser)", spread(baseline[0]), "(information)",
+             statistics.median(baseline[0]) / TARGET_S, None)]
     rows.append((f"  ({load})", "", "", 0.0, None))
     return rows
+
+
+def spread(seconds: list[float]) -> str:
+    return f"{statistics.median(seconds):.3f} s median, {max(seconds):.3f} s max"
 
 
 def main() -> None:

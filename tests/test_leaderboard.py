@@ -226,3 +226,42 @@ def test_a_visitor_sees_the_shared_benchmarks_and_only_their_own_runs(tmp_path, 
         benchmark_tab.show_result(str(other), SimpleNamespace(session_hash="alice"))
     table, _, _ = benchmark_tab.show_result(str(next((alice.root / "benchmark").rglob("*.json"))))
     assert list(table["value"].columns) == ["field", "value"] and table["visible"]
+
+
+def test_a_repeated_filter_pick_from_the_same_page_changes_nothing(monkeypatch):
+    """Gradio 6's Dropdown sends ``input`` twice per picked option (tests/test_browser.py): the second of two
+    identical filter events from one page within the window skips every output; other filters, other pages
+    and later picks are computed."""
+    pytest.importorskip("gradio")
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from iadbe.app import benchmark_tab
+
+    computed = []
+    monkeypatch.setattr(benchmark_tab, "leaderboard", lambda *args: computed.append(args[:4]) or ("board",) * 10)
+    clock = [100.0]
+    monkeypatch.setattr(benchmark_tab.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(benchmark_tab, "_REPEATS", benchmark_tab.RepeatedFilters(window_s=2.0, capacity=2))
+    page, other = SimpleNamespace(session_hash="page-a"), SimpleNamespace(session_hash="page-b")
+
+    def pick(dataset, request=page, models=("padim",)):
+        return benchmark_tab.leaderboard_on_filter(dataset, "image_AUROC", list(models), [], request)
+
+    assert pick("visa") == ("board",) * 10
+    skipped = pick("visa")
+    assert skipped == (gr.skip(),) * benchmark_tab.LEADERBOARD_OUTPUTS
+    assert pick("visa", request=other)[0] == "board"  # another page
+    assert pick("mvtec")[0] == "board" and pick("visa")[0] == "board"  # a new pick, and back
+    assert pick("visa", models=("padim", "patchcore"))[0] == "board"  # one filter differs
+    clock[0] += 2.5
+    assert pick("visa", models=("padim", "patchcore"))[0] == "board"  # the same pick, later: computed
+    assert pick("visa", request=SimpleNamespace(session_hash=None))[0] == "board"  # no page to tell apart
+    assert pick("visa", request=SimpleNamespace(session_hash=None))[0] == "board"
+    assert len(computed) == 8
+    # at most `capacity` pages are remembered: the oldest is forgotten, so its repeat is computed
+    for session in ("p1", "p2", "p3"):
+        pick("kolektor", request=SimpleNamespace(session_hash=session))
+    assert pick("kolektor", request=SimpleNamespace(session_hash="p1"))[0] == "board"
+    assert pick("kolektor", request=SimpleNamespace(session_hash="p3")) == skipped

@@ -13,6 +13,9 @@ here go to their own workspace and only they see them.
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +169,10 @@ def _summary(view: Any, runs: Any) -> str:
     return " ".join(parts)
 
 
+#: What ``/leaderboard`` returns: the four filters, the table, its summary, the runs table and three plots.
+LEADERBOARD_OUTPUTS = 10
+
+
 @user_errors
 def leaderboard(dataset: Any, metric: Any, models: Any, categories: Any, request: gr.Request = None,
                 profile: gr.OAuthProfile | None = None) -> tuple:
@@ -186,6 +193,46 @@ def leaderboard(dataset: Any, metric: Any, models: Any, categories: Any, request
             _summary(view, runs),
             table_cells(runs, run_values, best_in_columns(runs, run_values)),
             board.auroc_vs_time(dataset), view.per_category(BAR_ROWS), board.ours_against_study(dataset, metric, models))
+
+
+class RepeatedFilters:
+    """Which filter events repeat the one before them from the same page within ``window_s`` seconds.
+
+    Gradio 6's single-choice Dropdown fires ``input`` twice for one picked option (two events, ~15 ms
+    apart; ``tests/test_browser.py`` watches for it), so the leaderboard was computed, sent and drawn twice
+    for every dataset or metric a visitor picked (issue 21: the browser's redraw is most of the wait). Keeps
+    the last filters of at most ``capacity`` pages.
+    """
+
+    def __init__(self, window_s: float = 2.0, capacity: int = 4096) -> None:
+        self.window_s, self.capacity = window_s, capacity
+        self._last: OrderedDict[str, tuple[tuple, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, page: str | None, filters: tuple) -> bool:
+        """True when ``page`` asked for the same ``filters`` less than ``window_s`` ago; records this ask."""
+        if not page:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.pop(page, None)
+            self._last[page] = (filters, now)
+            while len(self._last) > self.capacity:
+                self._last.popitem(last=False)
+        return last is not None and last[0] == filters and now - last[1] < self.window_s
+
+
+_REPEATS = RepeatedFilters()
+
+
+def leaderboard_on_filter(dataset: Any, metric: Any, models: Any, categories: Any, request: gr.Request = None,
+                          profile: gr.OAuthProfile | None = None) -> tuple:
+    """A filter's ``input`` event: :func:`leaderboard`, except that the repeat Gradio sends for the same pick
+    changes nothing on the page (every output skipped), so the browser draws the new leaderboard once."""
+    filters = (dataset, metric, tuple(models or ()), tuple(categories or ()))
+    if _REPEATS.seen(getattr(request, "session_hash", None), filters):
+        return (gr.skip(),) * LEADERBOARD_OUTPUTS
+    return leaderboard(dataset, metric, models, categories, request, profile)
 
 
 @user_errors
@@ -368,11 +415,12 @@ def build() -> dict[str, Any]:
 
     filters = [dataset_filter, metric_filter, model_filter, category_filter]
     views = [*filters, board, summary, runs, time_plot, category_plot, ours_plot]
+    assert len(views) == LEADERBOARD_OUTPUTS
     # private events still take an API name (the function's by default): named here, so that the page's
     # opening event keeps the public name /leaderboard
     for component, name in zip(filters, ("dataset", "metric", "models", "categories")):
-        component.input(leaderboard, filters, views, api_name=f"leaderboard_by_{name}", api_visibility="private",
-                        show_progress="minimal")
+        component.input(leaderboard_on_filter, filters, views, api_name=f"leaderboard_by_{name}",
+                        api_visibility="private", show_progress="minimal")
     export.click(export_leaderboard, filters, exported, api_name="leaderboard_export")
     form = [models, dataset, root, categories, image_size, picked]
     board.select(pick_cell, [board, dataset_filter], form, api_visibility="private")
