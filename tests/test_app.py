@@ -259,6 +259,34 @@ def test_the_server_parses_http_in_c_on_libuv_and_leaves_asyncio_alone():
         demo.close()
 
 
+def test_old_view_folders_are_removed_off_the_request_path(tmp_path, monkeypatch):
+    """Every /predict makes a view folder; the scan for old ones runs at most once a minute and on the app's
+    pruning thread, not in the visitor's request (issue 17: 0.2 s for 1,500 folders)."""
+    import threading
+
+    from iadbe.app import common
+
+    monkeypatch.setattr(common, "_LAST_PRUNE", {})
+    root = tmp_path / "views"
+    old, young = root / "old", root / "young"
+    for folder in (old, young):
+        folder.mkdir(parents=True)
+        (folder / "view_heatmap.jpg").write_bytes(b"jpeg")
+    hours_ago = time.time() - 2 * common.VIEW_MAX_AGE_S
+    os.utime(old, (hours_ago, hours_ago))
+    release = threading.Event()
+    busy = common._pruner().submit(release.wait, 30)  # the pruning thread is busy: the request must not wait
+    try:
+        pending = common._prune(root, common.VIEW_MAX_AGE_S, every_s=60, background=True)
+        assert pending is not None and not pending.done() and old.exists()
+        assert common._prune(root, common.VIEW_MAX_AGE_S, every_s=60, background=True) is None  # within the minute
+    finally:
+        release.set()
+    busy.result(30)
+    pending.result(30)
+    assert not old.exists() and young.exists()
+
+
 def test_demo_dataset_layout_and_examples(tmp_path, monkeypatch):
     from iadbe import constants
     from iadbe.data import load_dataset
