@@ -275,7 +275,7 @@ def test_old_view_folders_are_removed_off_the_request_path(tmp_path, monkeypatch
     hours_ago = time.time() - 2 * common.VIEW_MAX_AGE_S
     os.utime(old, (hours_ago, hours_ago))
     release = threading.Event()
-    busy = common._pruner().submit(release.wait, 30)  # the pruning thread is busy: the request must not wait
+    busy = common._PRUNER.submit(release.wait, 30)  # the pruning thread is busy: the request must not wait
     try:
         pending = common._prune(root, common.VIEW_MAX_AGE_S, every_s=60, background=True)
         assert pending is not None and not pending.done() and old.exists()

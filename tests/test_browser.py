@@ -291,24 +291,24 @@ def test_benchmark_tab_opens_on_the_leaderboard(browser_page):
 
 
 def test_gradio_sends_a_dropdown_pick_twice_and_the_leaderboard_draws_once(playwright, monkeypatch):
-    """Why ``benchmark_tab.leaderboard_on_filter`` skips repeats: Gradio 6.31's single-choice Dropdown sends
+    """Why ``leaderboard_tab.leaderboard_on_filter`` skips repeats: Gradio 6.31's single-choice Dropdown sends
     ``input`` twice for one picked option. Through the leaderboard's own filter handler, the second event
     changes nothing on the page, so the browser draws the table once. (When a Gradio release sends it once,
     the first assertion says so: the repeat filter can then go.)"""
-    from iadbe.app import benchmark_tab
+    from iadbe.app import leaderboard_tab
     from test_app import free_port
 
     computed = []
-    monkeypatch.setattr(benchmark_tab, "leaderboard",
+    monkeypatch.setattr(leaderboard_tab, "leaderboard",
                         lambda dataset, *rest: computed.append(dataset) or (f"drawn {dataset}",) * 10)
     with gr.Blocks() as demo:
         dataset = gr.Dropdown(["mvtec", "visa"], value="mvtec", elem_id="pick")
-        shown = [gr.Textbox(elem_id=f"out{i}") for i in range(benchmark_tab.LEADERBOARD_OUTPUTS)]
+        shown = [gr.Textbox(elem_id=f"out{i}") for i in range(leaderboard_tab.LEADERBOARD_OUTPUTS)]
         events = []
 
         def count(value, request: gr.Request):
             events.append(value)
-            return benchmark_tab.leaderboard_on_filter(value, "image_AUROC", [], [], request)
+            return leaderboard_tab.leaderboard_on_filter(value, "image_AUROC", [], [], request)
 
         dataset.input(count, dataset, shown)
     port = free_port()

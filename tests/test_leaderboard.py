@@ -237,21 +237,21 @@ def test_a_repeated_filter_pick_from_the_same_page_changes_nothing(monkeypatch):
 
     import gradio as gr
 
-    from iadbe.app import benchmark_tab
+    from iadbe.app import leaderboard_tab
 
     computed = []
-    monkeypatch.setattr(benchmark_tab, "leaderboard", lambda *args: computed.append(args[:4]) or ("board",) * 10)
+    monkeypatch.setattr(leaderboard_tab, "leaderboard", lambda *args: computed.append(args[:4]) or ("board",) * 10)
     clock = [100.0]
-    monkeypatch.setattr(benchmark_tab.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(benchmark_tab, "_REPEATS", benchmark_tab.RepeatedFilters(window_s=2.0, capacity=2))
+    monkeypatch.setattr(leaderboard_tab.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(leaderboard_tab, "_REPEATS", leaderboard_tab.RepeatedFilters(window_s=2.0, capacity=2))
     page, other = SimpleNamespace(session_hash="page-a"), SimpleNamespace(session_hash="page-b")
 
     def pick(dataset, request=page, models=("padim",)):
-        return benchmark_tab.leaderboard_on_filter(dataset, "image_AUROC", list(models), [], request)
+        return leaderboard_tab.leaderboard_on_filter(dataset, "image_AUROC", list(models), [], request)
 
     assert pick("visa") == ("board",) * 10
     skipped = pick("visa")
-    assert skipped == (gr.skip(),) * benchmark_tab.LEADERBOARD_OUTPUTS
+    assert skipped == (gr.skip(),) * leaderboard_tab.LEADERBOARD_OUTPUTS
     assert pick("visa", request=other)[0] == "board"  # another page
     assert pick("mvtec")[0] == "board" and pick("visa")[0] == "board"  # a new pick, and back
     assert pick("visa", models=("padim", "patchcore"))[0] == "board"  # one filter differs

@@ -95,14 +95,12 @@ def _prune(parent: Path, max_age_s: float, every_s: float = 0.0, background: boo
                 return None
             _LAST_PRUNE[parent] = now
     if background:
-        return _pruner().submit(_remove_old_folders, parent, max_age_s)
+        return _PRUNER.submit(_remove_old_folders, parent, max_age_s)
     _remove_old_folders(parent, max_age_s)
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def _pruner() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="iadbe-prune")
+_PRUNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iadbe-prune")  # its thread starts on first use
 
 
 def _remove_old_folders(parent: Path, max_age_s: float) -> None:
