@@ -242,8 +242,8 @@ def test_a_repeated_filter_pick_from_the_same_page_changes_nothing(monkeypatch):
     computed = []
     monkeypatch.setattr(leaderboard_tab, "leaderboard", lambda *args: computed.append(args[:4]) or ("board",) * 10)
     clock = [100.0]
-    monkeypatch.setattr(leaderboard_tab.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(leaderboard_tab, "_REPEATS", leaderboard_tab.RepeatedFilters(window_s=2.0, capacity=2))
+    monkeypatch.setattr(leaderboard_tab, "_REPEATS",
+                        leaderboard_tab.RepeatedFilters(window_s=2.0, capacity=2, clock=lambda: clock[0]))
     page, other = SimpleNamespace(session_hash="page-a"), SimpleNamespace(session_hash="page-b")
 
     def pick(dataset, request=page, models=("padim",)):

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -109,8 +109,9 @@ class RepeatedFilters:
     the last filters of at most ``capacity`` pages.
     """
 
-    def __init__(self, window_s: float = 2.0, capacity: int = 4096) -> None:
-        self.window_s, self.capacity = window_s, capacity
+    def __init__(self, window_s: float = 2.0, capacity: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s, self.capacity, self._clock = window_s, capacity, clock
         self._last: OrderedDict[str, tuple[tuple, float]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -118,7 +119,7 @@ class RepeatedFilters:
         """True when ``page`` asked for the same ``filters`` less than ``window_s`` ago; records this ask."""
         if not page:
             return False
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             last = self._last.pop(page, None)
             self._last[page] = (filters, now)
