@@ -229,7 +229,7 @@ def test_a_visitor_sees_the_shared_benchmarks_and_only_their_own_runs(tmp_path, 
 
 
 def test_a_repeated_filter_pick_from_the_same_page_changes_nothing(monkeypatch):
-    """Gradio 6's Dropdown sends ``input`` twice per picked option (tests/test_browser.py): the second of two
+    """Gradio 6's Dropdown sends ``input`` twice per picked option (seen in Chromium, tests/test_browser.py): the second of two
     identical filter events from one page within the window skips every output; other filters, other pages
     and later picks are computed."""
     pytest.importorskip("gradio")

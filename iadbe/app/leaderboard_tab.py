@@ -104,9 +104,9 @@ class RepeatedFilters:
     """Which filter events repeat the one before them from the same page within ``window_s`` seconds.
 
     Gradio 6's single-choice Dropdown fires ``input`` twice for one picked option (two events, ~15 ms
-    apart; ``tests/test_browser.py`` watches for it), so the leaderboard was computed, sent and drawn twice
-    for every dataset or metric a visitor picked (issue 21: the browser's redraw is most of the wait). Keeps
-    the last filters of at most ``capacity`` pages.
+    apart), so the leaderboard was computed, sent and drawn twice for every dataset or metric a visitor
+    picked (issue 21: the browser's redraw is most of the wait; ``tests/test_browser.py`` checks that a pick
+    computes the table once). Keeps the last filters of at most ``capacity`` pages.
     """
 
     def __init__(self, window_s: float = 2.0, capacity: int = 4096,
