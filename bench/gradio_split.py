@@ -6,9 +6,11 @@ Serves ``bench/_gradio_floor.py``'s no-op app and then the real app (``iadbe.app
 process with its own home, with timers around Gradio's ``Blocks.process_api`` (and its ``preprocess_data``,
 ``call_function``, ``postprocess_data``) and ``file_fetch`` (the view downloads), and in the app around
 the handler's own steps (upload check, model lookup, engine, drawing, view files, details). Prints ms per
-call for each. The client is another process, as a real caller is. Short steps include waits for the
-GIL (the event loop runs beside the handler's thread): compare the two servers' rows with each other,
-and ``bench/app.py`` for the figures judged against targets.
+call for each, and beside each synchronous step the CPU time of the thread that ran it (``[cpu]``): where the
+two agree the step is working, not waiting (session 12: the handler's short steps cost ~3x the CPU of a
+benchmark's hot loop, cold caches, not waits for the GIL). The client is another process, as a real caller
+is. Compare the two servers' rows with each other, and ``bench/app.py`` for the figures judged against
+targets.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ TIMES: dict[str, list[float]] = collections.defaultdict(list)
 
 
 def timed(owner: Any, name: str, key: str) -> None:
-    """Replace ``owner.name`` by a wrapper adding its wall time to ``TIMES[key]`` (coroutines too)."""
+    """Replace ``owner.name`` by a wrapper adding its wall time to ``TIMES[key]`` (coroutines too) and, for a
+    plain function, its thread's CPU time to ``TIMES[key + " [cpu]"]``."""
     import inspect
 
     original = getattr(owner, name)
@@ -48,11 +51,12 @@ def timed(owner: Any, name: str, key: str) -> None:
                 TIMES[key].append(time.perf_counter() - began)
     else:
         def wrapper(*args, **kwargs):
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 TIMES[key].append(time.perf_counter() - began)
+                TIMES[f"{key} [cpu]"].append(time.thread_time() - cpu)
     setattr(owner, name, wrapper)
 
 
@@ -134,7 +138,7 @@ def measure(url: str, image: str, calls: int) -> float:
 
 def report(label: str, total_ms: float, calls: int) -> None:
     print(f"{label}: {total_ms:.1f} ms per call")
-    for key, values in TIMES.items():
+    for key, values in list(TIMES.items()):  # a late server thread may still add a key
         median_ms = statistics.median(values) * 1000
         print(f"  {key:<26} {sum(values) / calls * 1000:6.2f} ms per call (median {median_ms:.2f} ms"
               f" over {len(values)})")

@@ -300,7 +300,8 @@ def test_a_dropdown_pick_computes_the_leaderboard_once(playwright, monkeypatch):
 
     computed = []
     monkeypatch.setattr(leaderboard_tab, "leaderboard",
-                        lambda dataset, *rest: computed.append(dataset) or (f"drawn {dataset}",) * 10)
+                        lambda dataset, *rest: computed.append(dataset)
+                        or (f"drawn {dataset}",) * leaderboard_tab.LEADERBOARD_OUTPUTS)
     with gr.Blocks() as demo:
         dataset = gr.Dropdown(["mvtec", "visa"], value="mvtec", elem_id="pick")
         shown = [gr.Textbox(elem_id=f"out{i}") for i in range(leaderboard_tab.LEADERBOARD_OUTPUTS)]
