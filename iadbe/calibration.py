@@ -5,11 +5,13 @@ What a user really has is good parts. The rule therefore starts from the validat
 1. **Image threshold**: the score that a stated share of good parts exceeds (the *false-alarm rate*,
    :data:`DEFAULT_FALSE_ALARM_RATE` unless the user says otherwise), read off the validation normals'
    scores by :func:`tail_threshold`.
-2. **Real labelled defects** in validation (found in the dataset, never test images) move the threshold
-   down when the false-alarm threshold would miss more than half of them: it then catches half of them,
-   but never goes below the false-alarm threshold of :data:`MAX_FALSE_ALARM_RATE`. (Their F1 optimum
-   would depend on how many defects the validation set happens to hold: KolektorSDD's has 60 %, its
-   test set 13 %, and that optimum flagged 45 % of the good test parts.)
+2. **Real labelled defects** in validation (found in the dataset, never test images), when the user states
+   no rate: the threshold that maximises the expected F1 at the *defect share of the data they came from*
+   (:func:`expected_f1_threshold`; a YOLO export's train split, a ``val/`` folder, the k-fold protocol's
+   labelled images), never below the false-alarm threshold of :data:`MAX_FALSE_ALARM_RATE`. F1 depends on
+   how many parts are defective: the F1 optimum of the validation set itself would follow how many defects
+   it happens to hold (KolektorSDD's: 60 %, its test set and its train split 13 %; that optimum flagged 45 %
+   of the good test parts). A rate the user states is kept as stated.
 3. **Synthetic anomalies** are only a secondary signal: they set the colour range of the heatmaps, and the
    validation report shows how many of them the threshold catches. They never set a threshold: the old
    rule (F1 optimum on synthetic Perlin anomalies) put the threshold above most real defects.
@@ -37,7 +39,7 @@ import numpy as np
 
 from iadbe.errors import SettingsError
 
-RULE = "normal-tail/v1"
+RULE = "normal-tail/v2"
 #: The rule files written before this module: F1 optimum on the validation anomalies (often synthetic).
 LEGACY_RULE = "f1-on-validation-anomalies"
 DEFAULT_FALSE_ALARM_RATE = 0.05
@@ -73,7 +75,23 @@ def tail_threshold(normal_values: Sequence[float] | np.ndarray, rate: float) -> 
     would just return the sample's maximum, and one odd good part cannot drag it far as it would a mean
     and standard deviation.
     """
-    values = np.sort(np.asarray(normal_values, dtype=np.float64).ravel())
+    median, spread = _median_and_spread(np.asarray(normal_values, dtype=np.float64))
+    return median + _normal_quantile(1.0 - rate) * spread
+
+
+_PHI_1 = 0.8413447460685429  # P(Z <= 1) of the standard normal
+
+
+def tail_rate(normal_values: Sequence[float] | np.ndarray, threshold: float) -> float:
+    """The share of good parts above ``threshold`` by the model of :func:`tail_threshold` (its inverse)."""
+    from scipy.stats import norm
+
+    median, spread = _median_and_spread(np.asarray(normal_values, dtype=np.float64))
+    return float(norm.sf((float(threshold) - median) / spread))
+
+
+def _median_and_spread(normal_values: np.ndarray) -> tuple[float, float]:
+    values = np.sort(normal_values.ravel())
     values = values[np.isfinite(values)]
     if values.size < 2:
         raise ValueError("a false-alarm threshold needs at least two normal validation values")
@@ -81,10 +99,7 @@ def tail_threshold(normal_values: Sequence[float] | np.ndarray, rate: float) -> 
     spread = float(np.quantile(values, _PHI_1)) - median
     if spread <= 0:  # more than a third of the values tie with the median: fall back to the full spread
         spread = float(values[-1] - values[0]) / 2 or 1e-12
-    return median + _normal_quantile(1.0 - rate) * spread
-
-
-_PHI_1 = 0.8413447460685429  # P(Z <= 1) of the standard normal
+    return median, spread
 
 
 def _normal_quantile(p: float) -> float:
@@ -132,6 +147,8 @@ class Calibration:
     rule: str = LEGACY_RULE
     false_alarm_rate: float | None = None
     pixel_false_alarm_rate: float | None = None
+    #: the defect share the image threshold's expected F1 was computed at (real validation defects only)
+    defect_share: float | None = None
     normal_scores: tuple[float, ...] = field(default=(), repr=False)
     pixel_tail: tuple[tuple[float, float], ...] = field(default=(), repr=False)
     notes: tuple[str, ...] = ()
@@ -149,7 +166,7 @@ class Calibration:
                                   ("image_threshold", "pixel_threshold", "image_min", "image_max",
                                    "pixel_min", "pixel_max")}
         values["rule"] = str(data.get("rule", LEGACY_RULE))
-        for key in ("false_alarm_rate", "pixel_false_alarm_rate"):
+        for key in ("false_alarm_rate", "pixel_false_alarm_rate", "defect_share"):
             values[key] = None if data.get(key) is None else float(data[key])
         values["normal_scores"] = tuple(sorted(float(v) for v in data.get("normal_scores") or ()))
         values["pixel_tail"] = tuple((float(r), float(v)) for r, v in data.get("pixel_tail") or ())
@@ -180,7 +197,7 @@ class Calibration:
         changes: dict[str, Any] = {}
         if rate is not None:
             changes.update(image_threshold=tail_threshold(self.normal_scores, rate), false_alarm_rate=rate,
-                           notes=(f"image threshold moved to a false-alarm rate of {rate:g} by the user",))
+                           defect_share=None, notes=(f"image threshold moved to a false-alarm rate of {rate:g} by the user",))
         if pixel_rate is not None and self.pixel_tail:
             changes.update(pixel_threshold=table_threshold(self.pixel_tail, pixel_rate),
                            pixel_false_alarm_rate=pixel_rate)
@@ -220,6 +237,32 @@ def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(sorted_scores[best])
 
 
+def expected_f1_threshold(normal_scores: np.ndarray, defect_scores: np.ndarray, defect_share: float) -> float:
+    """The threshold with the best expected F1 on parts of which a share ``defect_share`` is defective.
+
+    The detection rate is read off the real defects' scores, the false-alarm rate off the normals' scores
+    (both empirical: the optimum lies inside the samples' range, where no tail model is needed), and they
+    are weighted by ``defect_share`` instead of by how many of each validation happens to hold:
+    ``F1 = 2 s d / (2 s d + s (1 - d) + (1 - s) f)`` for share ``s``, detection rate ``d``, false-alarm
+    rate ``f``. Candidates are the midpoints between neighbouring scores; among equal F1 the highest wins
+    (the fewest false alarms)."""
+    normal = np.sort(np.asarray(normal_scores, dtype=np.float64).ravel())
+    defects = np.sort(np.asarray(defect_scores, dtype=np.float64).ravel())
+    if normal.size < 2 or defects.size < 1:
+        raise ValueError("an expected-F1 threshold needs at least two normal and one defective score")
+    if not 0.0 < defect_share < 1.0:
+        raise ValueError(f"the defect share must be between 0 and 1 (exclusive), got {defect_share}")
+    every = np.unique(np.r_[normal, defects])
+    candidates = np.r_[every[0] - 1.0, (every[:-1] + every[1:]) / 2]  # below all: flag everything
+    detected = 1.0 - np.searchsorted(defects, candidates, side="right") / defects.size
+    false_alarms = 1.0 - np.searchsorted(normal, candidates, side="right") / normal.size
+    caught = defect_share * detected
+    f1 = 2 * caught / np.maximum(2 * caught + defect_share * (1 - detected) + (1 - defect_share) * false_alarms,
+                                 1e-12)
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)[-1]
+    return float(candidates[best])
+
+
 @dataclass(frozen=True)
 class ValidationSet:
     """Raw outputs on the validation images, with which of them are real defects."""
@@ -229,6 +272,8 @@ class ValidationSet:
     maps: np.ndarray | None = None  # (N, H, W)
     masks: np.ndarray | None = None  # (N, H, W) bool
     synthetic: np.ndarray | None = None  # (N,) bool: a synthetic anomaly
+    #: share of defective parts in the data the real defects came from (None: unknown, the validation's own)
+    defect_share: float | None = None
 
     @property
     def normal(self) -> np.ndarray:
@@ -251,8 +296,10 @@ def calibrate(
 
     ``false_alarm_rate`` / ``pixel_false_alarm_rate``: the user's rates (None: the defaults);
     ``default_pixel_rate``: the detector's default pixel rate (None: :data:`DEFAULT_PIXEL_FALSE_ALARM_RATE`).
-    Real validation defects' masks outline the pixel threshold unless the user stated a pixel rate."""
-    rate = check_false_alarm_rate(false_alarm_rate) or DEFAULT_FALSE_ALARM_RATE
+    Real validation defects set the image threshold unless the user stated a rate, and their masks outline
+    the pixel threshold unless the user stated a pixel rate."""
+    stated = check_false_alarm_rate(false_alarm_rate)
+    rate = stated or DEFAULT_FALSE_ALARM_RATE
     pixel_rate = check_false_alarm_rate(pixel_false_alarm_rate, "pixel false-alarm rate") \
         or check_false_alarm_rate(default_pixel_rate, "default pixel false-alarm rate") \
         or DEFAULT_PIXEL_FALSE_ALARM_RATE
@@ -261,7 +308,16 @@ def calibrate(
     if normal.sum() < 2:
         raise ValueError("calibration needs at least two normal validation images")
     normal_scores = np.sort(scores[normal])
-    image_threshold, notes = _image_threshold(scores, normal_scores, validation.real_defects, rate)
+    real = validation.real_defects
+    image_threshold, notes, share = tail_threshold(normal_scores, rate), [], None
+    if stated is None and real.any():
+        share = validation.defect_share or float(real.sum() / (real.sum() + normal.sum()))
+        image_threshold, notes = _real_defect_image_threshold(normal_scores, scores[real], share,
+                                                              validation.defect_share is not None)
+        rate = tail_rate(normal_scores, image_threshold)
+    else:
+        notes.append(f"image threshold: {rate:g} false-alarm rate on {len(normal_scores)} validation normals"
+                     + (" (as stated; the real validation defects only report)" if stated and real.any() else ""))
     image_min, image_max = float(scores.min()), float(scores.max())
     pixel_tail: tuple[tuple[float, float], ...] = ()
     if validation.maps is not None:
@@ -280,7 +336,7 @@ def calibrate(
     return Calibration(
         image_threshold=image_threshold, pixel_threshold=pixel_threshold, image_min=image_min, image_max=image_max,
         pixel_min=pixel_min, pixel_max=pixel_max, rule=RULE, false_alarm_rate=rate,
-        pixel_false_alarm_rate=pixel_rate if validation.maps is not None else None,
+        pixel_false_alarm_rate=pixel_rate if validation.maps is not None else None, defect_share=share,
         normal_scores=tuple(float(v) for v in normal_scores), pixel_tail=pixel_tail, notes=tuple(notes),
     )
 
@@ -303,16 +359,17 @@ def _real_defect_pixel_threshold(validation: ValidationSet, pixel_tail: Sequence
     return max(best, table_threshold(pixel_tail, MAX_PIXEL_FALSE_ALARM_RATE))
 
 
-def _image_threshold(scores: np.ndarray, normal_scores: np.ndarray, real: np.ndarray,
-                     rate: float) -> tuple[float, list[str]]:
-    threshold = tail_threshold(normal_scores, rate)
-    notes = [f"image threshold: {rate:g} false-alarm rate on {len(normal_scores)} validation normals"]
-    if real.any():
-        defects = np.sort(scores[real])
-        half = float(np.nextafter(np.quantile(defects, 0.5), -np.inf))  # catches at least half of them
-        if half < threshold:
-            cap = max(rate, MAX_FALSE_ALARM_RATE)
-            threshold = max(half, tail_threshold(normal_scores, cap))
-            notes.append(f"lowered to catch at least half of the {len(defects)} real validation defects where "
-                         f"that flags at most {cap:g} of good parts")
+def _real_defect_image_threshold(normal_scores: np.ndarray, defect_scores: np.ndarray, share: float,
+                                  known: bool) -> tuple[float, list[str]]:
+    """(threshold, notes): the expected-F1 optimum at ``share``, not below the normals' :data:`MAX_FALSE_ALARM_RATE`
+    tail; ``known``: the share is the source data's (else the validation set's own)."""
+    best = expected_f1_threshold(normal_scores, defect_scores, share)
+    floor = tail_threshold(normal_scores, MAX_FALSE_ALARM_RATE)
+    threshold = max(best, floor)
+    where = "the defect share of the data they came from" if known else "the validation set's own defect share"
+    notes = [f"image threshold: the best expected F1 over {len(defect_scores)} real validation defects and "
+             f"{len(normal_scores)} validation normals at {where} ({100 * share:.3g} %); it flags "
+             f"{100 * tail_rate(normal_scores, threshold):.2g} % of good parts"]
+    if best < floor:
+        notes.append(f"raised to flag at most {MAX_FALSE_ALARM_RATE:g} of good parts")
     return float(threshold), notes

@@ -39,7 +39,7 @@ def validation_histogram(meta: dict[str, Any], width_px: int = 720, height_px: i
                                                                                 f"{len(values)}")
     rate = (meta.get("calibration") or {}).get("false_alarm_rate")
     axes.axvline(threshold, color="#c51b8a", linewidth=2,
-                 label="threshold" + (f" ({100 * rate:g} % false alarms on good parts)" if rate else ""))
+                 label="threshold" + (f" ({100 * rate:.2g} % false alarms on good parts)" if rate else ""))
     axes.set_xlabel("raw anomaly score")
     axes.set_ylabel("images")
     axes.set_title("Validation scores and the decision threshold")

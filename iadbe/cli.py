@@ -249,7 +249,8 @@ def _progress_printer() -> Callable[[float, str], None]:
 def _add_rate_args(p: argparse.ArgumentParser, moves: bool = False) -> None:
     from iadbe.calibration import DEFAULT_FALSE_ALARM_RATE, DEFAULT_PIXEL_FALSE_ALARM_RATE
 
-    default = "the model's calibrated rate" if moves else f"{DEFAULT_FALSE_ALARM_RATE:g}"
+    default = "the model's calibrated rate" if moves else (
+        f"{DEFAULT_FALSE_ALARM_RATE:g}, or the best expected F1 on labelled defects outside the test split")
     p.add_argument("--false-alarm-rate", type=float, metavar="RATE",
                    help=f"share of good parts the image threshold may flag, e.g. 0.01 = 1 %% (default: {default})")
     default = "the model's calibrated rate" if moves else f"{DEFAULT_PIXEL_FALSE_ALARM_RATE:g}"

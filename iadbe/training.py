@@ -151,7 +151,7 @@ def train(
     progress(_FIT, "calibrating thresholds on validation data")
     val = run_backend(runner, splits.val, config.image_size, progress=_span(progress, _FIT, _CALIBRATE, "validation"))
     calibration = calibrate_outputs(val, splits.val, config.segmentation, false_alarm_rate, pixel_false_alarm_rate,
-                                    default_pixel_rate=spec.pixel_false_alarm_rate)
+                                    default_pixel_rate=spec.pixel_false_alarm_rate, defect_share=splits.defect_share)
     progress(_FIT + _CALIBRATE, "evaluating on the whole test set")
     test = run_backend(runner, splits.test, config.image_size,
                      progress=_span(progress, _FIT + _CALIBRATE, _TEST, "test"))
@@ -204,12 +204,13 @@ def train(
 
 def calibrate_outputs(val: Any, samples: Sequence[Any], segmentation: bool,
                       false_alarm_rate: float | None = None, pixel_false_alarm_rate: float | None = None,
-                      default_pixel_rate: float | None = None) -> Any:
-    """The :class:`~iadbe.calibration.Calibration` of validation outputs (synthetic anomalies told apart)."""
+                      default_pixel_rate: float | None = None, defect_share: float | None = None) -> Any:
+    """The :class:`~iadbe.calibration.Calibration` of validation outputs (synthetic anomalies told apart);
+    ``defect_share``: the share of defects in the data the real validation defects came from."""
     from iadbe.calibration import ValidationSet, calibrate
 
     validation = ValidationSet(val.scores, val.labels, val.maps if segmentation else None,
-                               val.masks if segmentation else None, synthetic_flags(samples))
+                               val.masks if segmentation else None, synthetic_flags(samples), defect_share)
     return calibrate(validation, false_alarm_rate, pixel_false_alarm_rate, default_pixel_rate=default_pixel_rate)
 
 
@@ -236,6 +237,7 @@ def calibration_record(calibration: Any, samples: Sequence[Any], val: Any) -> di
         "false_alarm_rate": calibration.false_alarm_rate,
         "pixel_false_alarm_rate": calibration.pixel_false_alarm_rate,
         "expected_false_alarm_rate_on_good_parts": calibration.false_alarm_rate,
+        "defect_share": calibration.defect_share,
         "validation_false_alarm_rate": share(~labels),
         "validation_detection_rate": {"real": share(labels & ~kinds), "synthetic": share(labels & kinds)},
         "notes": list(calibration.notes),

@@ -263,3 +263,19 @@ def test_a_worker_reports_its_own_peak_memory_not_its_parents():
     assert peak_rss_mb() >= 768
     assert float(child.stdout.strip().splitlines()[-1]) < 400  # the parent's 768 MiB is not the child's
     del held
+
+
+def test_unified_mode_pools_the_categories_defect_shares_by_their_real_validation_defects() -> None:
+    from types import SimpleNamespace
+
+    from iadbe.benchmark.worker import pooled_defect_share
+    from iadbe.data.samples import SYNTHETIC_TYPE
+
+    def part(defects: int, share: float | None, synthetic: int = 0) -> SimpleNamespace:
+        val = [SimpleNamespace(is_anomalous=True, defect_type="crack")] * defects
+        val += [SimpleNamespace(is_anomalous=True, defect_type=SYNTHETIC_TYPE)] * synthetic
+        return SimpleNamespace(val=val + [SimpleNamespace(is_anomalous=False, defect_type="good")], defect_share=share)
+
+    # 10 defects of 100 images and 30 of 100: 40 of 200
+    assert pooled_defect_share([part(10, 0.1), part(30, 0.3), part(0, None, synthetic=5)]) == pytest.approx(0.2)
+    assert pooled_defect_share([part(0, None, synthetic=5)]) is None

@@ -1,7 +1,10 @@
 """The calibration rule on score distributions whose answer is known (iadbe/calibration.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from iadbe.calibration import (
     DEFAULT_FALSE_ALARM_RATE,
@@ -11,6 +14,7 @@ from iadbe.calibration import (
     ValidationSet,
     calibrate,
     check_false_alarm_rate,
+    expected_f1_threshold,
     table_threshold,
     tail_threshold,
 )
@@ -74,21 +78,80 @@ def test_conspicuous_synthetic_anomalies_do_not_set_the_threshold():
     assert (real_defects > calibration.image_threshold).mean() > 0.8
 
 
-def test_real_validation_defects_lower_the_threshold_but_not_below_the_cap():
-    subtle = _validation(real=20, shift=1.0)
-    calibration = calibrate(subtle)
-    plain = calibrate(_validation(real=0, shift=1.0))
-    assert calibration.image_threshold < plain.image_threshold
+def _population_f1(threshold: float, share: float, shift: float = 2.0) -> float:
+    """Expected F1 of normals N(0, 1) and defects N(shift, 1) at a defect share, from the distributions."""
+    detected, false_alarms = norm.sf(threshold - shift), norm.sf(threshold)
+    return 2 * share * detected / (share * detected + share + (1 - share) * false_alarms)
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_real_defects_set_the_threshold_of_best_expected_f1_at_their_sources_defect_share(share):
+    grid = np.linspace(-2, 6, 8001)
+    best = grid[int(np.argmax([_population_f1(t, share) for t in grid]))]  # 1.69 at 10 %, 0.84 at 50 %
+    thresholds, shares_of_best, stated_rates, true_rates = [], [], [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        validation = ValidationSet(np.r_[rng.normal(size=400), rng.normal(2.0, 1.0, size=200)],
+                                   np.r_[np.zeros(400, int), np.ones(200, int)], defect_share=share)
+        calibration = calibrate(validation)
+        thresholds.append(calibration.image_threshold)
+        shares_of_best.append(_population_f1(calibration.image_threshold, share) / _population_f1(best, share))
+        assert calibration.defect_share == share
+        stated_rates.append(calibration.false_alarm_rate)
+        true_rates.append(norm.sf(calibration.image_threshold))
+    assert abs(np.mean(thresholds) - best) < 0.15, (np.mean(thresholds), best)
+    assert np.mean(shares_of_best) > 0.97 and min(shares_of_best) > 0.9
+    # the false-alarm rate it reports is right on average (each one carries its 400 normals' sampling error)
+    assert np.mean(stated_rates) == pytest.approx(np.mean(true_rates), rel=0.15)
+    assert any("defect share of the data they came from" in note for note in calibration.notes)
+
+
+def test_rarer_defects_raise_the_threshold_and_the_validations_own_mix_is_the_fallback():
+    validation = _validation(real=40, shift=2.0, normals=120, synthetic=0)
+    rare, common = (calibrate(replace(validation, defect_share=share)) for share in (0.05, 0.4))
+    assert rare.image_threshold > common.image_threshold
+    own = calibrate(validation)  # 40 of 160: the validation set's own 25 %
+    assert own.defect_share == pytest.approx(0.25)
+    assert own.image_threshold == calibrate(replace(validation, defect_share=0.25)).image_threshold
+    assert any("validation set's own defect share" in note for note in own.notes)
+
+
+def test_real_defects_never_pull_the_threshold_below_the_cap():
+    subtle = _validation(real=60, shift=0.5, synthetic=0)
+    calibration = calibrate(replace(subtle, defect_share=0.9))  # F1 alone would flag nearly everything
     floor = tail_threshold(np.sort(subtle.scores[subtle.normal]), MAX_FALSE_ALARM_RATE)
-    assert calibration.image_threshold >= floor - 1e-9
-    assert any("real validation defects" in note for note in calibration.notes)
-    defects = subtle.scores[subtle.real_defects]
-    assert (defects > calibration.image_threshold).mean() >= 0.5
+    assert calibration.image_threshold == pytest.approx(floor)
+    assert calibration.false_alarm_rate == pytest.approx(MAX_FALSE_ALARM_RATE)
 
 
-def test_real_defects_the_threshold_already_catches_leave_it_alone():
-    clear = _validation(real=20, shift=6.0)
-    assert calibrate(clear).image_threshold == calibrate(_validation(real=0, shift=6.0)).image_threshold
+def test_clear_real_defects_lift_the_threshold_into_the_gap():
+    clear = _validation(real=20, shift=8.0, synthetic=0)
+    calibration = calibrate(replace(clear, defect_share=0.1))
+    normals, defects = clear.scores[clear.normal], clear.scores[clear.real_defects]
+    assert normals.max() < calibration.image_threshold < defects.min()  # no validation part misjudged
+    assert calibration.false_alarm_rate < DEFAULT_FALSE_ALARM_RATE
+
+
+def test_a_stated_rate_wins_over_real_defects_and_the_calibrated_rate_round_trips():
+    validation = replace(_validation(real=40, shift=2.0, synthetic=0), defect_share=0.2)
+    stated = calibrate(validation, false_alarm_rate=0.01)
+    normals = np.sort(validation.scores[validation.normal])
+    assert stated.image_threshold == pytest.approx(tail_threshold(normals, 0.01))
+    assert stated.defect_share is None and stated.false_alarm_rate == 0.01
+    chosen = calibrate(validation)
+    moved = chosen.with_false_alarm_rate(chosen.false_alarm_rate)
+    assert moved.image_threshold == pytest.approx(chosen.image_threshold)
+    assert Calibration.from_dict(chosen.to_dict()) == chosen
+
+
+def test_expected_f1_threshold_weighs_by_the_share_not_by_the_counts():
+    normals, defects = np.array([0.0, 1.0, 2.0, 3.0]), np.array([2.5, 4.0])
+    # at a 50 % share flagging above 2.25 catches both defects for one false alarm in four
+    assert expected_f1_threshold(normals, defects, 0.5) == pytest.approx(2.25)
+    # at 1 % a false alarm costs far more than a miss: only the defect above every normal is flagged
+    assert expected_f1_threshold(normals, defects, 0.01) == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="defect share"):
+        expected_f1_threshold(normals, defects, 1.0)
 
 
 def test_a_stricter_rate_gives_a_higher_threshold_and_round_trips():

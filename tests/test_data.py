@@ -98,6 +98,7 @@ def test_mvtec_counts_masks_and_synthetic_val(tmp_path: Path) -> None:
     assert {s.defect_type for s in anomalous} == {"scratch", "dent"}
     assert_val_rule(splits)
     assert "synthetic Perlin" in splits.val_source
+    assert splits.defect_share is None  # no real defect outside the test split: nothing to weigh
     report = splits.report()
     assert "layout: mvtec" in report and "scratch 4" in report and "masks for all 6" in report
     data = json.loads(json.dumps(splits.to_dict()))
@@ -226,6 +227,7 @@ def test_folder_good_defect_with_masks(tmp_path: Path) -> None:
     assert {s.defect_type for s in anomalous} == {"defect", "NG"}
     assert len([s for s in splits.test if not s.is_anomalous]) == 2
     assert splits.name == "parts" and splits.layout == "good_defect"
+    assert splits.defect_share is None  # a pooled dataset's defects all go to test
     assert_val_rule(splits)
 
 

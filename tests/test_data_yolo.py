@@ -72,6 +72,7 @@ def test_ultralytics_without_yaml_val_is_the_test_set(tmp_path: Path) -> None:
     splits = load_dataset("folder", root)
     # val is the test set; validation: 2 held-out train normals + the 2 defective train images
     assert counts(splits) == {"train": (8, 0), "val": (2, 2), "test": (4, 2)}
+    assert splits.defect_share == pytest.approx(2 / 12)  # of the train split the defects came from, as given
     assert under(splits.test, "images", "val") and under(splits.val, "images", "train")
     assert_val_rule(splits)
     report = splits.report()
@@ -89,6 +90,7 @@ def test_ultralytics_yaml_polygons_with_test_split(tmp_path: Path) -> None:
     assert splits.layout == "yolo"
     # test is the test split; val: the val split's normals and defects + the defective train image
     assert counts(splits) == {"train": (6, 0), "val": (3, 2), "test": (3, 2)}
+    assert splits.defect_share == pytest.approx(2 / 11)  # train (6 + 1) and val (3 + 1) together
     assert under(splits.test, "images", "test")
     assert_val_rule(splits)
     bad = [s for s in splits.test if s.is_anomalous][0]
@@ -236,6 +238,7 @@ def test_real_kolektorsdd_yolo_splits(sub: str) -> None:
     splits = load_dataset("folder", KOLEKTOR / sub if sub else KOLEKTOR)
     # 320 train (42 defective) + 79 val (10 defective); val is the test set
     assert counts(splits) == {"train": (250, 0), "val": (28, 42), "test": (69, 10)}
+    assert splits.defect_share == pytest.approx(42 / 320)
     assert sum(c["total"] for c in splits.counts().values()) == 399
     assert all(s.mask is not None for s in splits.test if s.is_anomalous)
     assert_val_rule(splits)

@@ -60,6 +60,10 @@ def test_no_test_image_is_in_its_models_training_or_validation() -> None:
         assert {s.image for s in fold.anomaly.train} < {s.image for s in fold.supervised.train}
         real = [s for s in fold.anomaly.val if s.is_anomalous]
         assert real and all(s.defect_type != "synthetic_perlin" for s in real)  # validation defects are real
+        # thresholds weigh them by the training folds' defect share (the folds are stratified: the test fold's)
+        rest = [s for j in range(3) if j != k for s in fold_splits(splits, j, 3, seed=1).anomaly.test]
+        assert fold.anomaly.defect_share == pytest.approx(sum(s.is_anomalous for s in rest) / len(rest))
+        assert abs(fold.anomaly.defect_share - sum(s.is_anomalous for s in track.test) / len(track.test)) < 0.1
 
 
 def test_folds_are_seeded_and_the_normal_cap_is_shared() -> None:

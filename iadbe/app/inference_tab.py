@@ -82,7 +82,8 @@ def _details(prediction: Any, model: Any, original_size: tuple[int, int]) -> dic
         "dataset": (meta.get("dataset") or {}).get("name"),
         "among_good_parts": among_good_parts(prediction.normal_percentile),
         "calibration": {key: (meta.get("calibration") or {}).get(key) for key in
-                        ("rule", "false_alarm_rate", "pixel_false_alarm_rate", "validation_false_alarm_rate")},
+                        ("rule", "false_alarm_rate", "pixel_false_alarm_rate", "defect_share",
+                         "validation_false_alarm_rate")},
         "test_metrics": meta.get("metrics"),
         **prediction.box_details(),  # a box detector's boxes above the threshold, in image pixels
     }

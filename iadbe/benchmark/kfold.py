@@ -119,7 +119,9 @@ def fold_splits(splits: Any, fold: int, folds: int, seed: int = 0, max_train_ima
     note = (f"{folds}-fold protocol, fold {fold + 1}: {len(test)} test images ({sum(s.is_anomalous for s in test)} "
             f"defects) of {len(labelled)} labelled; validation: {len(val)} images ({len(validation_part)} from the "
             f"training folds); {len(normals)} normal training images")
-    common = dict(val=val, test=test, val_source=f"{splits.val_source.split(' + ')[0]} + {len(validation_part)} "
+    # the folds are stratified: the labelled images' defect share is the test fold's, known without it
+    share = sum(s.is_anomalous for s in rest) / len(rest)
+    common = dict(val=val, test=test, defect_share=share, val_source=f"{splits.val_source.split(' + ')[0]} + {len(validation_part)} "
                   f"images of the training folds ({folds}-fold, fold {fold + 1})")
     anomaly = replace(splits, train=normals, notes=list(splits.notes) + [note], **common)
     supervised = replace(splits, train=normals + supervised_part,

@@ -120,8 +120,18 @@ def combined_splits(spec: RunSpec) -> tuple[Any, dict[str, tuple[int, int]]]:
     combined = replace(first, category="all", train=[s for p in parts for s in p.train],
                        val=[s for p in parts for s in p.val], test=[s for p in parts for s in p.test],
                        val_source=" + ".join(sorted({p.val_source for p in parts})),
-                       notes=[note for p in parts for note in p.notes])
+                       notes=[note for p in parts for note in p.notes], defect_share=pooled_defect_share(parts))
     return combined, ranges
+
+
+def pooled_defect_share(parts: Sequence[Any]) -> float | None:
+    """The defect share of several categories' sources together, weighted by their real validation defects."""
+    from iadbe.data.samples import SYNTHETIC_TYPE
+
+    known = [(sum(s.is_anomalous and s.defect_type != SYNTHETIC_TYPE for s in p.val), p.defect_share)
+             for p in parts if p.defect_share]
+    defects = sum(count for count, _ in known)
+    return defects / sum(count / share for count, share in known) if defects else None
 
 
 def kfold_splits(spec: RunSpec) -> Any:
@@ -165,7 +175,7 @@ def run(spec: RunSpec, work: Path) -> dict[str, Any]:
         "fold": spec.fold if spec.mode == "kfold" else None, "folds": spec.folds if spec.mode == "kfold" else None,
         "supervised": get_spec(result.meta["model"]).supervised,
         "thresholds": {key: (result.meta.get("calibration") or {}).get(key)
-                       for key in ("rule", "false_alarm_rate", "pixel_false_alarm_rate")},
+                       for key in ("rule", "false_alarm_rate", "pixel_false_alarm_rate", "defect_share")},
     }
     if spec.mode == "kfold":  # which images this fold tested, and which it trained on
         record["tested_images"] = [str(s.image) for s in splits.test]

@@ -95,6 +95,7 @@ def load_dataset(kind: str, root: str | Path, category: str | None = None, *, va
     raw = parser_of(layout)(folder, category)
     _check_images(raw)
     train, val, test, parts = _split(raw, val_fraction, seed)
+    share = _defect_share(raw)
     _check_disjoint(train, val, test)
     notes = raw.notes + check_files(train + val + test, raw.root)
     if not any(s.is_anomalous for s in val):
@@ -104,7 +105,7 @@ def load_dataset(kind: str, root: str | Path, category: str | None = None, *, va
     notes += _test_notes(test, val)
     name = raw.root.name if kind == "folder" else kind
     return DatasetSplits(name=name, root=raw.root, category=raw.category, layout=layout, train=train, val=val,
-                         test=test, val_source=" + ".join(parts), notes=notes)
+                         test=test, val_source=" + ".join(parts), notes=notes, defect_share=share)
 
 
 def _check_images(raw: RawSplits) -> None:
@@ -151,6 +152,18 @@ def _split(raw: RawSplits, val_fraction: float, seed: int) -> _SplitResult:
         notes.append(f"{len(train_anomalies)} anomalous images in the train split are used for validation, "
                      "not for training")
     return train, val + own_anomalies + train_anomalies, test, parts
+
+
+def _defect_share(raw: RawSplits) -> float | None:
+    """Share of defective images in the splits whose defects go to validation (``train`` of a YOLO export,
+    a ``val/`` folder): as they were given, before normals were held out. None where no real defect is
+    outside the test split (a dataset without a test split has its train defects drawn into test)."""
+    drawn = raw.pooled or not raw.test
+    sources = [split for split in ((raw.val,) if drawn else (raw.train, raw.val)) if any(s.is_anomalous for s in split)]
+    if not sources:
+        return None
+    images = sum(len(split) for split in sources)
+    return sum(s.is_anomalous for split in sources for s in split) / images
 
 
 def _order(samples: list[Sample], root: Path, seed: int, salt: str) -> list[Sample]:

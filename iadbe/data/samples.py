@@ -68,6 +68,9 @@ class DatasetSplits:
     test: list[Sample]
     val_source: str
     notes: list[str] = field(default_factory=list)
+    #: share of defective images in the split(s) the real validation defects came from (a YOLO export's train
+    #: split, a val/ folder); None without real validation defects. Calibration weighs them by it.
+    defect_share: float | None = None
 
     @property
     def splits(self) -> dict[str, list[Sample]]:
@@ -89,6 +92,7 @@ class DatasetSplits:
             "counts": self.counts(),
             "fingerprints": {name: _fingerprint(s) for name, s in self.splits.items()},
             "notes": list(self.notes),
+            "defect_share": self.defect_share,
         }
         if include_samples:
             out["samples"] = {
