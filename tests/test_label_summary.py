@@ -44,6 +44,7 @@ def test_a_yolo_export_with_labelled_training_defects_offers_them_to_supervised_
     text = summary.text()
     assert text.startswith(f"{summary.good} good images, {summary.defects} defective images (all with YOLO labels")
     assert f"Anomaly detectors train on {summary.normal_train} good images" in text
+    assert "weighed as the 13 % of defects their source split holds" in text  # 42 of the train split's 320
     assert (f"can use {summary.supervised_train} labelled defects for training (with the {summary.normal_train} "
             f"good images); {summary.supervised_val} stay for validation and {summary.test_labelled} for the test"
             in text)

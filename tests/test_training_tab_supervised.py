@@ -94,7 +94,8 @@ def test_inspect_says_what_was_found_for_each_kind_of_detector(labelled_zip: Pat
     # 16 + 6 in the train split: 2 good go to validation (10 %, at least 2), the 6 defects too; a supervised
     # detector trains on round(0.67 * 6) = 4 of them
     assert report.startswith("20 good images, 9 defective images (all with YOLO labels")
-    assert "Anomaly detectors train on 14 good images; 2 good and 6 defective images set their threshold" in report
+    assert "Anomaly detectors train on 14 good images; 2 good and 6 defective images set their threshold " \
+           "(validation, weighed as the 27 % of defects their source split holds)" in report  # 6 of 22
     assert "can use 4 labelled defects for training (with the 14 good images); 2 stay for validation" in report
     assert "layout: yolo" in report  # the library's detection report follows
 

@@ -33,6 +33,7 @@ class LabelSummary:
     supervised_val: int  #: labelled defects that stay in validation for a supervised detector
     test_labelled: int  #: labelled defects in a supervised detector's test split (never trained on)
     from_test: int = 0  #: labelled test defects set aside for a supervised detector (none outside the test split)
+    defect_share: float | None = None  #: defect share of the split the validation defects came from
 
     @property
     def supervised_ready(self) -> bool:
@@ -56,8 +57,10 @@ class LabelSummary:
             validation += f" images plus {self.synthetic} synthetic defects"
         else:
             validation += " images"
+        weighed = (f", weighed as the {100 * self.defect_share:.2g} % of defects their source split holds"
+                   if self.val_defects and self.defect_share else "")
         anomaly = (f"Anomaly detectors train on {self.normal_train} good images; {validation} set their threshold "
-                   f"(validation); {self.test_images} images ({self.test_defects} defective) test them.")
+                   f"(validation{weighed}); {self.test_images} images ({self.test_defects} defective) test them.")
         return " ".join((found, anomaly, self._supervised_text()))
 
     def _labels_phrase(self) -> str:
@@ -101,4 +104,5 @@ def summarize_labels(splits: DatasetSplits, seed: int = 0) -> LabelSummary:
         supervised_val=len(labelled_defects(supervised.val)),
         test_labelled=len(labelled_defects(supervised.test)),
         from_test=len(labelled_defects(splits.test)) - len(labelled_defects(supervised.test)),
+        defect_share=splits.defect_share,
     )
