@@ -147,6 +147,16 @@ def test_model_card_mvtec_license_metrics_and_snippet(tmp_path):
     assert build_model_card(meta).data.license == "other"
 
 
+def test_model_card_says_how_the_threshold_was_chosen(tmp_path):
+    meta = json.loads((make_model_dir(tmp_path / "m") / "iadbe.json").read_text())
+    meta["calibration"] = {"rule": "normal-tail/v2", "false_alarm_rate": 0.05, "defect_share": None}
+    assert "the image threshold flags 5 % of good parts" in str(build_model_card(meta))
+    meta["calibration"].update(false_alarm_rate=0.0312, defect_share=42 / 320)
+    text = str(build_model_card(meta))
+    assert "the best expected F1 on the real validation defects at a 13.1 % defect share: the image threshold " \
+           "flags 3.1 % of good parts" in text
+
+
 # --------------------------------------------------------------------------- push + download round trip
 def test_push_is_one_commit_and_manifest_is_pinned(hub_env, pushed):
     from huggingface_hub import HfApi
