@@ -107,6 +107,11 @@ def test_thresholds_of_records_written_before_the_rule_was_recorded():
     assert thresholds_used({"metrics": {"image_F1_oracle": 0.9}}) == "validation normals"
     assert thresholds_used({"thresholds": {"rule": "normal-tail/v1", "false_alarm_rate": 0.01}}) == \
         "validation normals, 1 % false alarms"
+    assert thresholds_used({"thresholds": {"rule": "normal-tail/v2", "false_alarm_rate": 0.0312,
+                                           "defect_share": 0.131}}) == \
+        "best expected F1 on real validation defects at a 13.1 % defect share, 3.1 % false alarms"
+    assert thresholds_used({"thresholds": {"rule": "normal-tail/v2", "false_alarm_rate": 0.05,
+                                           "defect_share": None}}) == "validation normals, 5 % false alarms"
 
 
 def test_one_to_all_runs_go_to_the_studys_unified_table(tmp_path):
