@@ -197,7 +197,8 @@ class Calibration:
         changes: dict[str, Any] = {}
         if rate is not None:
             changes.update(image_threshold=tail_threshold(self.normal_scores, rate), false_alarm_rate=rate,
-                           defect_share=None, notes=(f"image threshold moved to a false-alarm rate of {rate:g} by the user",))
+                           defect_share=None,
+                           notes=(f"image threshold moved to a false-alarm rate of {rate:g} by the user",))
         if pixel_rate is not None and self.pixel_tail:
             changes.update(pixel_threshold=table_threshold(self.pixel_tail, pixel_rate),
                            pixel_false_alarm_rate=pixel_rate)

@@ -131,8 +131,9 @@ def _body(meta: dict[str, Any], metrics: dict[str, float], license_id: str, uri:
             lines += ["", f"Thresholds were chosen on validation data: {validation}."]
         calibration = meta.get("calibration") or {}
         if calibration.get("false_alarm_rate"):
-            chosen = (f", the best expected F1 on the real validation defects at a "
-                      f"{100 * calibration['defect_share']:.3g} % defect share" if calibration.get("defect_share") else "")
+            share = calibration.get("defect_share")
+            chosen = (f", the best expected F1 on the real validation defects at a {100 * share:.3g} % defect share"
+                      if share else "")
             lines += ["", f"Calibration rule `{calibration.get('rule')}`{chosen}: the image threshold flags "
                       f"{100 * calibration['false_alarm_rate']:.2g} % of good parts (estimated on the validation "
                       "normals). `image_F1` is measured at that threshold; `image_F1_oracle` at the best threshold "

@@ -290,9 +290,10 @@ def build() -> dict[str, Any]:
         max_minutes = gr.Number(value=None, minimum=0, elem_id="max-minutes",
                                 label="max training minutes (empty = the model's cap, 0 = the study's epochs)")
         name = gr.Textbox(label="model name (optional)")
+        default_rate = f"{100 * DEFAULT_FALSE_ALARM_RATE:g}"
         false_alarms = gr.Number(value=None, minimum=0, maximum=50,
-                                 label=f"false alarms accepted on good parts (%; empty = {100 * DEFAULT_FALSE_ALARM_RATE:g}, "
-                                       "or the best F1 on labelled defects outside the test split)")
+                                 label=f"false alarms accepted on good parts (%; empty = {default_rate}, or the best "
+                                       "F1 on labelled defects outside the test split)")
     offer_note = gr.Markdown(OFFER_HINT, elem_id="offer-note")
     cap_note = gr.Markdown(time_cap_hint("padim")[1], elem_id="time-cap-note")
     with gr.Row():

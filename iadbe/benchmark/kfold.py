@@ -121,8 +121,9 @@ def fold_splits(splits: Any, fold: int, folds: int, seed: int = 0, max_train_ima
             f"training folds); {len(normals)} normal training images")
     # the folds are stratified: the labelled images' defect share is the test fold's, known without it
     share = sum(s.is_anomalous for s in rest) / len(rest)
-    common = dict(val=val, test=test, defect_share=share, val_source=f"{splits.val_source.split(' + ')[0]} + {len(validation_part)} "
-                  f"images of the training folds ({folds}-fold, fold {fold + 1})")
+    common = dict(val=val, test=test, defect_share=share,
+                  val_source=f"{splits.val_source.split(' + ')[0]} + {len(validation_part)} "
+                             f"images of the training folds ({folds}-fold, fold {fold + 1})")
     anomaly = replace(splits, train=normals, notes=list(splits.notes) + [note], **common)
     supervised = replace(splits, train=normals + supervised_part,
                          notes=list(splits.notes) + [note + f"; supervised: + {len(supervised_part)} labelled "

@@ -57,7 +57,8 @@ def thresholds_used(record: Mapping[str, Any]) -> str:
     rate = chosen.get("false_alarm_rate")
     share = "" if rate is None else f", {100 * rate:.2g} % false alarms"
     if chosen.get("defect_share"):
-        return f"best expected F1 on real validation defects at a {100 * chosen['defect_share']:.3g} % defect share{share}"
+        defects = f"{100 * chosen['defect_share']:.3g} %"
+        return f"best expected F1 on real validation defects at a {defects} defect share{share}"
     if rule.startswith(RULE.split("/")[0]):  # normal-tail/v1 and later: the validation normals alone
         return f"validation normals{share}"
     return f"{rule}{share}"
