@@ -12,11 +12,11 @@ import pytest
 from tests.test_unet import TIRE, needs_tire
 
 
-def _splits(normals: int = 30, defects: dict[str, int] | None = None, val_defects: int = 4) -> Any:
+def _splits(normals: int = 30, defects: dict[str, int] | None = None, val_defects: int = 4,
+            root: Path = Path("/data")) -> Any:
     from iadbe.data.samples import SYNTHETIC_TYPE, DatasetSplits, Sample
 
     defects = defects or {"crack": 7, "hole": 5}
-    root = Path("/data")
     train = [Sample(root / f"train/good/{i}.png", 0) for i in range(normals)]
     val = [Sample(root / f"val/good/{i}.png", 0) for i in range(6)]
     val += [Sample(root / f"val/syn/{i}.png", 1, root / f"val/syn/{i}_m.png", SYNTHETIC_TYPE) for i in range(3)]
@@ -37,9 +37,9 @@ def test_every_labelled_image_is_in_exactly_one_test_fold(folds: int) -> None:
     assert len(labelled) == len(splits.test) + 4  # the synthetic validation anomalies are not labelled
     tested = [s.image for k in range(folds) for s in fold_splits(splits, k, folds).anomaly.test]
     assert sorted(tested) == sorted(s.image for s in labelled)  # each once: no defect in two test folds
-    sizes = [len(part) for part in assign_folds(labelled, folds)]
+    sizes = [len(part) for part in assign_folds(labelled, folds, splits.root)]
     assert max(sizes) - min(sizes) <= 1
-    for part in assign_folds(labelled, folds):  # stratified: each defect type spread over the folds
+    for part in assign_folds(labelled, folds, splits.root):  # stratified: each defect type spread over the folds
         assert Counter(s.defect_type for s in part)["crack"] in (7 // folds, -(-7 // folds))
 
 
@@ -76,6 +76,23 @@ def test_folds_are_seeded_and_the_normal_cap_is_shared() -> None:
     assert [s.image for s in fold_splits(splits, 1, 3, seed=5).anomaly.test] != [s.image for s in first.anomaly.test]
     normals = [s for s in first.supervised.train if not s.is_anomalous and "train/good" in str(s.image)]
     assert len(first.anomaly.train) == 10 and normals == first.anomaly.train
+
+
+def test_the_same_folds_wherever_the_data_lies() -> None:
+    from iadbe.benchmark.kfold import fold_splits
+    from iadbe.data.supervised import supervised_splits
+
+    def relative(samples: Any, root: Path) -> list[str]:
+        return sorted(s.image.relative_to(root).as_posix() for s in samples)
+
+    here, there = Path("/data"), Path("/mnt/other/checkout/../shared/data")
+    for k in range(3):  # a checkout elsewhere dealt other folds when the absolute paths were hashed
+        a = fold_splits(_splits(root=here), k, 3, seed=2, max_train_images=10)
+        b = fold_splits(_splits(root=there), k, 3, seed=2, max_train_images=10)
+        for part in ("test", "val", "train"):
+            assert relative(getattr(a.supervised, part), here) == relative(getattr(b.supervised, part), there)
+    moved_here, moved_there = supervised_splits(_splits(root=here), 1), supervised_splits(_splits(root=there), 1)
+    assert relative(moved_here.train, here) == relative(moved_there.train, there)
 
 
 def test_bad_fold_settings_are_refused() -> None:

@@ -20,9 +20,9 @@ validation anomalies are dropped: the validation part holds real ones. Tests: ``
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 from iadbe.errors import SettingsError
@@ -52,8 +52,10 @@ def check_folds(folds: int) -> int:
     return folds
 
 
-def _key(sample: Any, seed: int, salt: str) -> str:
-    return hashlib.sha256(f"{seed}|{salt}|{sample.image}".encode()).hexdigest()
+def _key(sample: Any, root: Path, seed: int, salt: str) -> str:
+    from iadbe.data.samples import seeded_key
+
+    return seeded_key(sample, root, seed, salt)
 
 
 def _strata(samples: Sequence[Any]) -> dict[str, list[Any]]:
@@ -63,14 +65,15 @@ def _strata(samples: Sequence[Any]) -> dict[str, list[Any]]:
     return dict(sorted(groups.items()))
 
 
-def assign_folds(samples: Sequence[Any], folds: int, seed: int = 0) -> list[list[Any]]:
+def assign_folds(samples: Sequence[Any], folds: int, root: Path, seed: int = 0) -> list[list[Any]]:
     """Deal ``samples`` into ``folds`` test folds: each stratum (good, each defect type) in a seeded order,
-    round robin, continuing where the previous stratum stopped so that fold sizes differ by at most one."""
+    round robin, continuing where the previous stratum stopped so that fold sizes differ by at most one.
+    ``root``: the dataset's root; the order hashes paths relative to it (the same folds in every checkout)."""
     check_folds(folds)
     dealt: list[list[Any]] = [[] for _ in range(folds)]
     position = 0
     for _, group in _strata(samples).items():
-        for sample in sorted(group, key=lambda s: _key(s, seed, "fold")):
+        for sample in sorted(group, key=lambda s: _key(s, root, seed, "fold")):
             dealt[position % folds].append(sample)
             position += 1
     return dealt
@@ -83,21 +86,21 @@ def labelled_images(splits: Any) -> list[Any]:
     return list(splits.test) + labelled_defects(splits.val)
 
 
-def _split_validation(samples: Sequence[Any], seed: int) -> tuple[list[Any], list[Any]]:
+def _split_validation(samples: Sequence[Any], seed: int, root: Path) -> tuple[list[Any], list[Any]]:
     """(training part, validation part): a seeded :data:`VALIDATION_SHARE` of each stratum, at least one."""
     train, val = [], []
     for _, group in _strata(samples).items():
-        ordered = sorted(group, key=lambda s: _key(s, seed, "validation"))
+        ordered = sorted(group, key=lambda s: _key(s, root, seed, "validation"))
         count = max(1, round(VALIDATION_SHARE * len(ordered))) if len(ordered) > 1 else 0
         val += ordered[:count]
         train += ordered[count:]
     return train, val
 
 
-def _subset(samples: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
+def _subset(samples: Sequence[Any], limit: int | None, seed: int, root: Path) -> list[Any]:
     if limit is None or limit >= len(samples):
         return list(samples)
-    return sorted(sorted(samples, key=lambda s: _key(s, seed, "normals"))[:limit], key=lambda s: str(s.image))
+    return sorted(sorted(samples, key=lambda s: _key(s, root, seed, "normals"))[:limit], key=lambda s: str(s.image))
 
 
 def fold_splits(splits: Any, fold: int, folds: int, seed: int = 0, max_train_images: int | None = None) -> FoldSplits:
@@ -109,11 +112,11 @@ def fold_splits(splits: Any, fold: int, folds: int, seed: int = 0, max_train_ima
     if sum(s.is_anomalous for s in labelled) < folds:
         raise SettingsError(f"{folds}-fold needs at least {folds} labelled defects; {splits.name} has "
                             f"{sum(s.is_anomalous for s in labelled)}")
-    dealt = assign_folds(labelled, folds, seed)
+    dealt = assign_folds(labelled, folds, splits.root, seed)
     test = dealt[fold]
     rest = [s for k, part in enumerate(dealt) if k != fold for s in part]
-    supervised_part, validation_part = _split_validation(rest, seed + fold)
-    normals = _subset([s for s in splits.train if not s.is_anomalous], max_train_images, seed)
+    supervised_part, validation_part = _split_validation(rest, seed + fold, splits.root)
+    normals = _subset([s for s in splits.train if not s.is_anomalous], max_train_images, seed, splits.root)
     taken = {s.image for s in labelled}
     val = [s for s in splits.val if not s.is_anomalous and s.image not in taken] + validation_part
     note = (f"{folds}-fold protocol, fold {fold + 1}: {len(test)} test images ({sum(s.is_anomalous for s in test)} "

@@ -11,13 +11,12 @@ every machine, and adding an image does not reshuffle the others.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from iadbe.data.archive import resolve_dataset_root
 from iadbe.data.checks import check_files
 from iadbe.data.layouts import KIND_LAYOUTS, locate, parser_of
-from iadbe.data.samples import SYNTHETIC_TYPE, DatasetSplits, RawSplits, Sample
+from iadbe.data.samples import SYNTHETIC_TYPE, DatasetSplits, RawSplits, Sample, seeded_key
 from iadbe.data.synthetic import make_synthetic_anomalies
 from iadbe.errors import DatasetError
 
@@ -167,12 +166,8 @@ def _defect_share(raw: RawSplits) -> float | None:
 
 
 def _order(samples: list[Sample], root: Path, seed: int, salt: str) -> list[Sample]:
-    """Deterministic seeded order by sha256 of (seed, salt, path relative to the root)."""
-    def key(sample: Sample) -> str:
-        rel = sample.image.relative_to(root) if sample.image.is_relative_to(root) else sample.image
-        return hashlib.sha256(f"{seed}|{salt}|{rel.as_posix()}".encode()).hexdigest()
-
-    return sorted(samples, key=key)
+    """Deterministic seeded order (:func:`~iadbe.data.samples.seeded_key`)."""
+    return sorted(samples, key=lambda sample: seeded_key(sample, root, seed, salt))
 
 
 def _hold_out(normals: list[Sample], root: Path, fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

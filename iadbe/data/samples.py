@@ -33,6 +33,15 @@ class Sample:
         return self.label == ANOMALOUS
 
 
+def seeded_key(sample: Sample, root: Path, seed: int, salt: str) -> str:
+    """A sort key for seeded draws that is the same on every machine and in every checkout: sha256 of
+    (seed, salt, the image's path relative to the dataset ``root``; its name when it lies elsewhere). An
+    absolute path would deal other folds wherever the data sits somewhere else."""
+    image = sample.image
+    rel = image.relative_to(root).as_posix() if image.is_relative_to(root) else image.name
+    return hashlib.sha256(f"{seed}|{salt}|{rel}".encode()).hexdigest()
+
+
 def _split_counts(samples: list[Sample]) -> dict[str, Any]:
     """Counts of one split: normals, anomalies, masks, per defect type."""
     return {

@@ -15,11 +15,11 @@ builds its own folds over the labelled test images instead, so that both kinds a
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
+from pathlib import Path
 from typing import Sequence
 
-from iadbe.data.samples import SYNTHETIC_TYPE, DatasetSplits, Sample
+from iadbe.data.samples import SYNTHETIC_TYPE, DatasetSplits, Sample, seeded_key
 from iadbe.errors import SettingsError
 
 #: Share of the validation split's labelled defects a supervised detector trains on (the rest calibrate).
@@ -69,7 +69,7 @@ def supervised_splits(splits: DatasetSplits, seed: int = 0, share: float = TRAIN
     already holds labelled defects (the k-fold protocol's) are returned as they are."""
     if labelled_defects(splits.train):
         return splits
-    defects = sorted(labelled_defects(splits.val), key=lambda s: _key(s, seed))
+    defects = sorted(labelled_defects(splits.val), key=lambda s: _key(s, splits.root, seed))
     if not defects:
         return _set_aside_test_defects(splits, seed, share)
     count = min(len(defects), max(1, round(share * len(defects))))
@@ -84,7 +84,7 @@ def _set_aside_test_defects(splits: DatasetSplits, seed: int, share: float) -> D
     """A seeded :data:`TEST_SHARE` of the labelled test defects moved out of the test split: ``share`` of them to
     training, the rest to validation. Unchanged (and ``check_training_samples`` says what is missing) with fewer
     than :data:`MIN_TEST_DEFECTS`."""
-    pool = sorted(labelled_defects(splits.test), key=lambda s: _key(s, seed))
+    pool = sorted(labelled_defects(splits.test), key=lambda s: _key(s, splits.root, seed))
     if len(pool) < MIN_TEST_DEFECTS:
         return splits
     taken = pool[: max(2, round(TEST_SHARE * len(pool)))]
@@ -99,5 +99,5 @@ def _set_aside_test_defects(splits: DatasetSplits, seed: int, share: float) -> D
                    test=[s for s in splits.test if id(s) not in moved], notes=list(splits.notes) + [note])
 
 
-def _key(sample: Sample, seed: int) -> str:
-    return hashlib.sha256(f"{seed}|supervised|{sample.image}".encode()).hexdigest()
+def _key(sample: Sample, root: Path, seed: int) -> str:
+    return seeded_key(sample, root, seed, "supervised")
