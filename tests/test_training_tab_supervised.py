@@ -4,6 +4,7 @@ through ``/train`` with the progress bar and the time cap, and shared mode's iso
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -193,7 +194,8 @@ def _train_through_tab(dataset: Path, model: str, name: str, epochs: int) -> tup
     from iadbe.app.training_tab import train_model
 
     calls: list[tuple[float, str]] = []
-    outputs = train_model(str(dataset), "", "", model, "", SIZE, epochs, 0, name, 1, None, request=_request(),
+    # false alarms 0: what a browser sends for the field (Gradio 6 sends an empty gr.Number as 0 too)
+    outputs = train_model(str(dataset), "", "", model, "", SIZE, epochs, 0, name, 1, 0, request=_request(),
                           progress=lambda fraction, desc="": calls.append((fraction, desc)))
     return outputs, calls
 
@@ -206,6 +208,8 @@ def test_a_tiny_unet_trains_through_the_tab_with_progress_and_its_metrics(labell
     assert {"image_F1", "image_F1_oracle", "pixel_F1"} <= set(metrics)
     assert summary["epochs_trained"] == 2.0 and Path(summary["model_dir"]).is_dir()
     assert "supervised training: 4 of the 6 labelled validation defects moved to training" in report
+    calibration = json.loads((Path(summary["model_dir"]) / "iadbe.json").read_text())["calibration"]
+    assert calibration["defect_share"] == pytest.approx(6 / 22)  # the train split's, not a stated 0 % rate
     fractions = [fraction for fraction, _ in calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(desc.startswith("epoch") or "step" in desc for _, desc in calls), calls

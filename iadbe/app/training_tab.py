@@ -102,8 +102,8 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
                 progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
     """``/train``: (status, metrics rows, dataset report, test images with heatmaps, result, validation score
     histogram, test confusion rows). ``false_alarm_percent``: the share of good parts (in %) the threshold
-    may flag; empty = the library's default. ``max_train_minutes``: empty = the detector's interactive cap
-    (:func:`default_time_cap`), 0 = none (the study's epochs)."""
+    may flag; 0 or empty = the library's default rule. ``max_train_minutes``: empty = the detector's
+    interactive cap (:func:`default_time_cap`), 0 = none (the study's epochs)."""
     from iadbe.app.startup import import_heavy_libraries
     from iadbe.store import check_writable
     from iadbe.training import train
@@ -111,7 +111,7 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     import_heavy_libraries()
     size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
-    rate = rate_from_percent(false_alarm_percent)
+    rate = rate_from_percent(false_alarm_percent) if false_alarm_percent != 0 else None  # 0: the default rule
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")
@@ -291,8 +291,9 @@ def build() -> dict[str, Any]:
                                 label="max training minutes (empty = the model's cap, 0 = the study's epochs)")
         name = gr.Textbox(label="model name (optional)")
         default_rate = f"{100 * DEFAULT_FALSE_ALARM_RATE:g}"
-        false_alarms = gr.Number(value=None, minimum=0, maximum=50,
-                                 label=f"false alarms accepted on good parts (%; empty = {default_rate}, or the best "
+        # 0, not empty: a browser sends an empty gr.Number as 0 (Gradio 6)
+        false_alarms = gr.Number(value=0, minimum=0, maximum=50,
+                                 label=f"false alarms accepted on good parts (%; 0 = {default_rate}, or the best "
                                        "F1 on labelled defects outside the test split)")
     offer_note = gr.Markdown(OFFER_HINT, elem_id="offer-note")
     cap_note = gr.Markdown(time_cap_hint("padim")[1], elem_id="time-cap-note")
