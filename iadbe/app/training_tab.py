@@ -288,7 +288,7 @@ def build() -> dict[str, Any]:
         max_epochs = gr.Number(value=0, precision=0, label="max epochs (0 = model default)")
         max_train = gr.Number(value=0, precision=0, label="max train images (0 = all)")
         max_minutes = gr.Number(value=None, minimum=0, elem_id="max-minutes",
-                                label="max training minutes (empty = the model's cap, 0 = the study's epochs)")
+                                label="max training minutes (the model's cap is filled in; 0 = the study's epochs)")
         name = gr.Textbox(label="model name (optional)")
         default_rate = f"{100 * DEFAULT_FALSE_ALARM_RATE:g}"
         # 0, not empty: a browser sends an empty gr.Number as 0 (Gradio 6)
