@@ -300,7 +300,6 @@ def calibrate(
     Real validation defects set the image threshold unless the user stated a rate, and their masks outline
     the pixel threshold unless the user stated a pixel rate."""
     stated = check_false_alarm_rate(false_alarm_rate)
-    rate = stated or DEFAULT_FALSE_ALARM_RATE
     pixel_rate = check_false_alarm_rate(pixel_false_alarm_rate, "pixel false-alarm rate") \
         or check_false_alarm_rate(default_pixel_rate, "default pixel false-alarm rate") \
         or DEFAULT_PIXEL_FALSE_ALARM_RATE
@@ -309,16 +308,8 @@ def calibrate(
     if normal.sum() < 2:
         raise ValueError("calibration needs at least two normal validation images")
     normal_scores = np.sort(scores[normal])
-    real = validation.real_defects
-    image_threshold, notes, share = tail_threshold(normal_scores, rate), [], None
-    if stated is None and real.any():
-        share = validation.defect_share or float(real.sum() / (real.sum() + normal.sum()))
-        image_threshold, notes = _real_defect_image_threshold(normal_scores, scores[real], share,
-                                                              validation.defect_share is not None)
-        rate = tail_rate(normal_scores, image_threshold)
-    else:
-        notes.append(f"image threshold: {rate:g} false-alarm rate on {len(normal_scores)} validation normals"
-                     + (" (as stated; the real validation defects only report)" if stated and real.any() else ""))
+    image_threshold, rate, share, notes = _image_threshold(normal_scores, scores[validation.real_defects], stated,
+                                                           validation.defect_share)
     image_min, image_max = float(scores.min()), float(scores.max())
     pixel_tail: tuple[tuple[float, float], ...] = ()
     if validation.maps is not None:
@@ -360,17 +351,25 @@ def _real_defect_pixel_threshold(validation: ValidationSet, pixel_tail: Sequence
     return max(best, table_threshold(pixel_tail, MAX_PIXEL_FALSE_ALARM_RATE))
 
 
-def _real_defect_image_threshold(normal_scores: np.ndarray, defect_scores: np.ndarray, share: float,
-                                  known: bool) -> tuple[float, list[str]]:
-    """(threshold, notes): the expected-F1 optimum at ``share``, not below the normals' :data:`MAX_FALSE_ALARM_RATE`
-    tail; ``known``: the share is the source data's (else the validation set's own)."""
+def _image_threshold(normal_scores: np.ndarray, defect_scores: np.ndarray, stated: float | None,
+                     defect_share: float | None) -> tuple[float, float, float | None, list[str]]:
+    """(threshold, the false-alarm rate it gives, the defect share it was chosen at, notes) of the image level
+    (module docstring, rules 1 and 2). ``defect_share`` None: the validation set's own is used."""
+    if stated is not None or not defect_scores.size:
+        rate = stated or DEFAULT_FALSE_ALARM_RATE
+        note = f"image threshold: {rate:g} false-alarm rate on {len(normal_scores)} validation normals"
+        if defect_scores.size:
+            note += " (as stated; the real validation defects only report)"
+        return tail_threshold(normal_scores, rate), rate, None, [note]
+    share = defect_share or defect_scores.size / (defect_scores.size + normal_scores.size)
     best = expected_f1_threshold(normal_scores, defect_scores, share)
     floor = tail_threshold(normal_scores, MAX_FALSE_ALARM_RATE)
     threshold = max(best, floor)
-    where = "the defect share of the data they came from" if known else "the validation set's own defect share"
-    notes = [f"image threshold: the best expected F1 over {len(defect_scores)} real validation defects and "
-             f"{len(normal_scores)} validation normals at {where} ({100 * share:.3g} %); it flags "
-             f"{100 * tail_rate(normal_scores, threshold):.2g} % of good parts"]
+    rate = tail_rate(normal_scores, threshold)
+    where = "the defect share of the data they came from" if defect_share else "the validation set's own defect share"
+    notes = [f"image threshold: the best expected F1 over {defect_scores.size} real validation defects and "
+             f"{normal_scores.size} validation normals at {where} ({100 * share:.3g} %); it flags "
+             f"{100 * rate:.2g} % of good parts"]
     if best < floor:
         notes.append(f"raised to flag at most {MAX_FALSE_ALARM_RATE:g} of good parts")
-    return float(threshold), notes
+    return float(threshold), rate, float(share), notes
