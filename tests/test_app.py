@@ -188,6 +188,18 @@ def test_server_address_reads_the_environment(monkeypatch):
     assert server_address("::", 9000) == ("::", 9000)
 
 
+def test_a_false_alarm_percentage_of_0_or_empty_means_the_default():
+    import gradio as gr
+
+    from iadbe.app.common import rate_from_percent
+
+    # a browser sends an emptied gr.Number as 0: every tab reads it as "the default", never as a 0 % rate
+    assert [rate_from_percent(value) for value in (None, "", 0, 0.0)] == [None] * 4
+    assert rate_from_percent(1) == pytest.approx(0.01) and rate_from_percent("0.1") == pytest.approx(0.001)
+    with pytest.raises(gr.Error, match="false alarms must be a percentage"):
+        rate_from_percent("a lot")
+
+
 def test_blocked_paths_keep_only_the_outermost_folders(tmp_path, monkeypatch):
     from iadbe.app.server import blocked_paths, outermost
 

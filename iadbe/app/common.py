@@ -174,12 +174,12 @@ def server_folder(text: str) -> Path:
 
 
 def rate_from_percent(percent: Any) -> float | None:
-    """A percentage typed in the UI as the library's rate; empty -> None (the default). The library checks
-    the range."""
+    """A percentage typed in the UI as the library's rate; empty or 0 (how a browser sends an empty
+    ``gr.Number``) -> None, the default. The library checks the range."""
     if percent in (None, ""):
         return None
     try:
-        return float(percent) / 100.0
+        return float(percent) / 100.0 or None
     except (TypeError, ValueError):
         raise fail(f"false alarms must be a percentage such as 1 or 0.1, got {percent!r}") from None
 

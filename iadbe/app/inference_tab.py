@@ -120,7 +120,7 @@ def predict(image: Any, model_id: Any, backend: str, threshold: float, opacity: 
         raise fail("Upload an image first (or click one of the examples).")
     threshold = _check_threshold(threshold)
     model = _load(model_id, backend, visitor_workspace(request, profile))
-    rate = rate_from_percent(false_alarm_percent) if false_alarm_percent != 0 else None  # 0: calibrated point
+    rate = rate_from_percent(false_alarm_percent)  # 0: the calibrated point
     prediction = model.predict(path, threshold=threshold, names=[original_name(image)], false_alarm_rate=rate)[0]
     shown = for_display(prediction)
     views = render_prediction(shown, opacity, with_panel=False)

@@ -111,7 +111,7 @@ def train_model(dataset_zip: Any, dataset_path: Any, category: Any, model: Any, 
     import_heavy_libraries()
     size = _image_size(image_size)
     epochs, limit = _number(max_epochs, "max epochs"), _number(max_train_images, "max train images")
-    rate = rate_from_percent(false_alarm_percent) if false_alarm_percent != 0 else None  # 0: the default rule
+    rate = rate_from_percent(false_alarm_percent)  # 0: the default rule
     detector = str(model or "").strip()
     if not detector:
         raise fail("Pick a model to train.")

@@ -63,7 +63,7 @@ def predict_video(video: Any, model_id: Any, backend: str, threshold: float, opa
     location = resolve_model(model_id, visitor_workspace(request, profile))
     import_heavy_libraries()
     model = load_model(location, backend=str(backend or "auto"))
-    rate = rate_from_percent(false_alarm_percent) if false_alarm_percent != 0 else None
+    rate = rate_from_percent(false_alarm_percent)
     cancelled = _flag(request)
     cancelled.clear()
 
